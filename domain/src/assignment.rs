@@ -24,24 +24,68 @@ pub enum AssignmentStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AssignmentCommand {
     /// Requesting again is a no-op: the first request's candidates stand.
-    Request { call_id: Uuid, drive_type: DriveType, pickup: Location, candidates: Vec<Uuid>, at: Timestamp },
+    Request {
+        call_id: Uuid,
+        drive_type: DriveType,
+        pickup: Location,
+        candidates: Vec<Uuid>,
+        at: Timestamp,
+    },
     /// A candidate could not be reserved (taken meanwhile, went offline).
-    RecordRefusal { driver_id: Uuid, reason: String, at: Timestamp },
-    Confirm { driver_id: Uuid, at: Timestamp },
-    Cancel { reason: Option<String>, at: Timestamp },
-    Fail { reason: String, at: Timestamp },
-    Complete { at: Timestamp },
+    RecordRefusal {
+        driver_id: Uuid,
+        reason: String,
+        at: Timestamp,
+    },
+    Confirm {
+        driver_id: Uuid,
+        at: Timestamp,
+    },
+    Cancel {
+        reason: Option<String>,
+        at: Timestamp,
+    },
+    Fail {
+        reason: String,
+        at: Timestamp,
+    },
+    Complete {
+        at: Timestamp,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AssignmentEvent {
-    AssignmentRequested { call_id: Uuid, drive_type: DriveType, pickup: Location, candidates: Vec<Uuid>, requested_at: Timestamp },
-    AssignmentCandidateRefused { driver_id: Uuid, reason: String, refused_at: Timestamp },
-    AssignmentConfirmed { driver_id: Uuid, confirmed_at: Timestamp },
+    AssignmentRequested {
+        call_id: Uuid,
+        drive_type: DriveType,
+        pickup: Location,
+        candidates: Vec<Uuid>,
+        requested_at: Timestamp,
+    },
+    AssignmentCandidateRefused {
+        driver_id: Uuid,
+        reason: String,
+        refused_at: Timestamp,
+    },
+    AssignmentConfirmed {
+        driver_id: Uuid,
+        confirmed_at: Timestamp,
+    },
     /// Names the driver who held the assignment, if any, so that it can be released.
-    AssignmentCancelled { driver_id: Option<Uuid>, reason: Option<String>, cancelled_at: Timestamp },
-    AssignmentFailed { reason: String, failed_at: Timestamp },
-    AssignmentCompleted { driver_id: Uuid, completed_at: Timestamp },
+    AssignmentCancelled {
+        driver_id: Option<Uuid>,
+        reason: Option<String>,
+        cancelled_at: Timestamp,
+    },
+    AssignmentFailed {
+        reason: String,
+        failed_at: Timestamp,
+    },
+    AssignmentCompleted {
+        driver_id: Uuid,
+        completed_at: Timestamp,
+    },
 }
 
 domain_event!(AssignmentEvent {
@@ -105,9 +149,19 @@ impl Assignment {
     fn decide(&self, command: AssignmentCommand) -> Result<Option<AssignmentEvent>, AssignmentError> {
         if !self.requested {
             return match command {
-                AssignmentCommand::Request { call_id, drive_type, pickup, candidates, at } => {
-                    Ok(Some(AssignmentEvent::AssignmentRequested { call_id, drive_type, pickup, candidates, requested_at: at }))
-                }
+                AssignmentCommand::Request {
+                    call_id,
+                    drive_type,
+                    pickup,
+                    candidates,
+                    at,
+                } => Ok(Some(AssignmentEvent::AssignmentRequested {
+                    call_id,
+                    drive_type,
+                    pickup,
+                    candidates,
+                    requested_at: at,
+                })),
                 _ => Err(AssignmentError::NotFound),
             };
         }
@@ -115,21 +169,36 @@ impl Assignment {
         match (command, self.status) {
             (AssignmentCommand::Request { .. }, _) => Ok(None),
             (AssignmentCommand::RecordRefusal { driver_id, reason, at }, S::Requested) => {
-                Ok(Some(AssignmentEvent::AssignmentCandidateRefused { driver_id, reason, refused_at: at }))
+                Ok(Some(AssignmentEvent::AssignmentCandidateRefused {
+                    driver_id,
+                    reason,
+                    refused_at: at,
+                }))
             }
             (AssignmentCommand::RecordRefusal { .. }, _) => Ok(None),
             (AssignmentCommand::Confirm { driver_id, at }, S::Requested) => {
-                Ok(Some(AssignmentEvent::AssignmentConfirmed { driver_id, confirmed_at: at }))
+                Ok(Some(AssignmentEvent::AssignmentConfirmed {
+                    driver_id,
+                    confirmed_at: at,
+                }))
             }
-            (AssignmentCommand::Confirm { driver_id, .. }, S::Confirmed | S::Completed) if self.driver_id == Some(driver_id) => Ok(None),
+            (AssignmentCommand::Confirm { driver_id, .. }, S::Confirmed | S::Completed)
+                if self.driver_id == Some(driver_id) =>
+            {
+                Ok(None)
+            }
             (AssignmentCommand::Confirm { .. }, S::Confirmed) => Err(AssignmentError::AlreadyConfirmed),
-            (AssignmentCommand::Cancel { reason, at }, S::Requested | S::Confirmed) => Ok(Some(AssignmentEvent::AssignmentCancelled {
-                driver_id: self.driver_id,
-                reason,
-                cancelled_at: at,
-            })),
+            (AssignmentCommand::Cancel { reason, at }, S::Requested | S::Confirmed) => {
+                Ok(Some(AssignmentEvent::AssignmentCancelled {
+                    driver_id: self.driver_id,
+                    reason,
+                    cancelled_at: at,
+                }))
+            }
             (AssignmentCommand::Cancel { .. }, S::Cancelled | S::Failed) => Ok(None),
-            (AssignmentCommand::Fail { reason, at }, S::Requested) => Ok(Some(AssignmentEvent::AssignmentFailed { reason, failed_at: at })),
+            (AssignmentCommand::Fail { reason, at }, S::Requested) => {
+                Ok(Some(AssignmentEvent::AssignmentFailed { reason, failed_at: at }))
+            }
             (AssignmentCommand::Fail { .. }, S::Failed) => Ok(None),
             (AssignmentCommand::Fail { .. }, S::Confirmed) => Err(AssignmentError::AlreadyConfirmed),
             (AssignmentCommand::Complete { at }, S::Confirmed) => Ok(Some(AssignmentEvent::AssignmentCompleted {

@@ -138,7 +138,8 @@ impl Location {
         let (lat, lng) = match (lat, lng) {
             (Some(lat), Some(lng)) => (lat, lng),
             (None, None) => {
-                let district = gazetteer::find_district(address).ok_or_else(|| LocationError::Unknown(address.to_string()))?;
+                let district =
+                    gazetteer::find_district(address).ok_or_else(|| LocationError::Unknown(address.to_string()))?;
                 (district.lat, district.lng)
             }
             _ => return Err(LocationError::HalfCoordinates),
@@ -146,7 +147,11 @@ impl Location {
         if !(lat.is_finite() && lng.is_finite() && (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lng)) {
             return Err(LocationError::OutOfRange);
         }
-        Ok(Self { address: address.to_string(), lat, lng })
+        Ok(Self {
+            address: address.to_string(),
+            lat,
+            lng,
+        })
     }
 }
 
@@ -163,7 +168,14 @@ mod tests {
 
     #[test]
     fn tel_rejects_landlines_letters_and_wrong_lengths() {
-        for bad in ["02-123-4567", "0101234567", "010123456789", "010-abcd-5678", "", "+821012345678"] {
+        for bad in [
+            "02-123-4567",
+            "0101234567",
+            "010123456789",
+            "010-abcd-5678",
+            "",
+            "+821012345678",
+        ] {
             assert_eq!(Tel::parse(bad), Err(ValueError::InvalidTel(bad.to_string())), "{bad}");
         }
     }
@@ -202,10 +214,25 @@ mod tests {
 
     #[test]
     fn location_rejects_unknown_places_half_and_out_of_range_coordinates() {
-        assert_eq!(Location::resolve(Some("부산 해운대"), None, None), Err(LocationError::Unknown("부산 해운대".into())));
-        assert_eq!(Location::resolve(Some("마포"), Some(37.5), None), Err(LocationError::HalfCoordinates));
-        assert_eq!(Location::resolve(None, Some(91.0), Some(0.0)), Err(LocationError::OutOfRange));
-        assert_eq!(Location::resolve(None, Some(f64::NAN), Some(0.0)), Err(LocationError::OutOfRange));
-        assert_eq!(Location::resolve(Some(&"마".repeat(201)), None, None), Err(LocationError::AddressTooLong));
+        assert_eq!(
+            Location::resolve(Some("부산 해운대"), None, None),
+            Err(LocationError::Unknown("부산 해운대".into()))
+        );
+        assert_eq!(
+            Location::resolve(Some("마포"), Some(37.5), None),
+            Err(LocationError::HalfCoordinates)
+        );
+        assert_eq!(
+            Location::resolve(None, Some(91.0), Some(0.0)),
+            Err(LocationError::OutOfRange)
+        );
+        assert_eq!(
+            Location::resolve(None, Some(f64::NAN), Some(0.0)),
+            Err(LocationError::OutOfRange)
+        );
+        assert_eq!(
+            Location::resolve(Some(&"마".repeat(201)), None, None),
+            Err(LocationError::AddressTooLong)
+        );
     }
 }

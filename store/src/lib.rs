@@ -1,1 +1,115 @@
+//! The event store: one log of every aggregate's events over SQLite (sqlite-es, the
+//! embedded default) or PostgreSQL (postgres-es), with a global, gap-safe order that
+//! subscribers read forward from their own checkpoints.
+//!
+//! Knows the domain's aggregates and events but nothing of HTTP, the saga or views.
 
+mod db;
+mod error;
+mod executor;
+mod log;
+mod metadata;
+
+pub mod checkpoint;
+pub mod idempotency;
+
+pub use db::{Backend, Db, Tx};
+pub use error::StoreError;
+pub use executor::{CommandError, Committed};
+pub use log::{AnyEvent, LogPosition, LoggedEvent};
+pub use metadata::{event_id, CommandMeta};
+
+/// An error with all of its causes, for logs: `outer: inner: root`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// The store and its wake-up signal; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+    appended: Arc<watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.db.backend()).finish()
+    }
+}
+
+impl Store {
+    /// Opens `sqlite://path` (created when missing) or `postgres://…`. On PostgreSQL a
+    /// background task LISTENs for appends made by any process.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let db = Db::connect(url).await?;
+        let (appended, _) = watch::channel(0);
+        let store = Self {
+            db,
+            appended: Arc::new(appended),
+        };
+        if let Db::Postgres(pool) = &store.db {
+            tokio::spawn(db::forward_notifications(pool.clone(), Arc::downgrade(&store.appended)));
+        }
+        Ok(store)
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.db.migrate().await
+    }
+
+    /// Whether the database answers and every migration this build knows is applied.
+    pub async fn is_ready(&self) -> bool {
+        matches!(self.db.pending_migrations().await, Ok(0))
+    }
+
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        self.db.begin().await
+    }
+
+    /// A receiver that changes after every append this process makes or, on PostgreSQL,
+    /// hears of. Subscribers wait on it and poll as a fallback.
+    pub fn appended(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    pub(crate) fn notify_appended(&self) {
+        self.appended.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// Waits until something is appended, `poll` passes, or `shutdown` fires.
+    pub async fn wait_for_append(
+        appended: &mut watch::Receiver<u64>,
+        poll: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        tokio::select! {
+            _ = appended.changed() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+}

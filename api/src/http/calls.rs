@@ -1,0 +1,381 @@
+//! Customers' calls: request, look up, history, cancel, complete, timeline, stream.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use domain::{Call, CallCommand, CallRequest, CallStatus, DriveType, Location, Tel};
+use futures::Stream;
+use projections::{queries, CallView};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use store::idempotency::{self, Claim};
+use uuid::Uuid;
+
+use super::extract::{OptionalJson, PathId, Query, RequestContext};
+use super::input::{command_meta, parse_drive_type, parse_fare, parse_reason, parse_tel, LocationInput};
+use super::wait::{view_at, view_until};
+use super::ApiError;
+use crate::AppState;
+
+const ACTOR: &str = "customer";
+
+/// The longest synchronous wait a client may ask for with `Prefer: wait=N`.
+const MAX_PREFER_WAIT: Duration = Duration::from_secs(30);
+
+/// How long `?min_version=` may hold a request.
+const MAX_MIN_VERSION_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCall {
+    tel: String,
+    pickup: LocationInput,
+    destination: Option<LocationInput>,
+    drive_type: Option<String>,
+    #[serde(default)]
+    fare: i64,
+}
+
+/// A call request that passed every rule.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub tel: Tel,
+    pub pickup: Location,
+    pub destination: Option<Location>,
+    pub drive_type: DriveType,
+    pub fare: domain::Fare,
+}
+
+impl CreateCall {
+    fn parse(self) -> Result<NewCall, ApiError> {
+        Ok(NewCall {
+            tel: parse_tel(&self.tel)?,
+            pickup: self.pickup.parse()?,
+            destination: self.destination.as_ref().map(LocationInput::parse).transpose()?,
+            drive_type: parse_drive_type(self.drive_type.as_deref())?,
+            fare: parse_fare(self.fare)?,
+        })
+    }
+}
+
+/// Parses a JSON body by hand so that its canonical form can key idempotency.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<(T, Value), ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+            format!("the body is not JSON: {error}"),
+        )
+    })?;
+    let parsed =
+        serde_json::from_value(value.clone()).map_err(|error| ApiError::invalid("INVALID_BODY", error.to_string()))?;
+    Ok((parsed, value))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| (1..=255).contains(&key.len()));
+    key.map(|key| Some(key.to_string())).ok_or_else(|| {
+        ApiError::invalid(
+            "INVALID_IDEMPOTENCY_KEY",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+    })
+}
+
+/// `Prefer: wait=N` (RFC 7240); other preferences are ignored, N is capped at 30.
+fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all(header::HeaderName::from_static("prefer"))
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split([',', ';']))
+        .filter_map(|preference| preference.trim().strip_prefix("wait="))
+        .filter_map(|seconds| seconds.trim().parse::<u64>().ok())
+        .map(|seconds| Duration::from_secs(seconds).min(MAX_PREFER_WAIT))
+        .next()
+}
+
+/// Requests a call; with `key`, a retry of the same request finds the same call.
+pub async fn request_call(
+    state: &AppState,
+    context: RequestContext,
+    call: NewCall,
+    key: Option<(String, String)>,
+) -> Result<(Uuid, CallRequest), ApiError> {
+    let mut call_id = Uuid::now_v7();
+    let mut requested_at = Utc::now();
+    if let Some((key, request_hash)) = key {
+        match idempotency::claim(&state.store, &key, &request_hash, call_id, requested_at).await? {
+            Claim::New => {}
+            Claim::Existing {
+                same_request: false, ..
+            } => {
+                return Err(ApiError::invalid(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "this Idempotency-Key was used with a different request within 24 hours",
+                ))
+            }
+            Claim::Existing {
+                call_id: existing,
+                created_at,
+                ..
+            } => {
+                call_id = existing;
+                requested_at = created_at;
+            }
+        }
+    }
+    let request = CallRequest {
+        call_id,
+        tel: call.tel,
+        pickup: call.pickup,
+        destination: call.destination,
+        drive_type: call.drive_type,
+        fare: call.fare,
+        requested_at,
+    };
+    let meta = command_meta(context, call_id, ACTOR);
+    state
+        .store
+        .execute::<Call>(call_id, CallCommand::Request(request.clone()), &meta)
+        .await?;
+    tracing::info!(%call_id, tel = %request.tel.masked(), drive_type = request.drive_type.as_str(), "call requested");
+    Ok((call_id, request))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (input, canonical): (CreateCall, Value) = parse_body(&body)?;
+    let call = input.parse()?;
+    let key = idempotency_key(&headers)?.map(|key| (key, hex(&Sha256::digest(canonical.to_string().as_bytes()))));
+    let (call_id, request) = request_call(&state, context, call, key).await?;
+
+    let mut view = view_at::<CallView>(&state, call_id, 1)
+        .await?
+        .unwrap_or_else(|| CallView::requested(&request));
+    if let Some(wait) = preferred_wait(&headers) {
+        let settled = |view: &CallView| view.status == CallStatus::Confirmed || view.status.is_terminal();
+        view = view_until::<CallView>(&state, call_id, wait, settled)
+            .await?
+            .unwrap_or(view);
+        if view.status == CallStatus::Failed {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "NO_DRIVER_AVAILABLE",
+                view.failure_reason
+                    .clone()
+                    .unwrap_or_else(|| "no driver could be assigned".into()),
+            )
+            .with("call_id", json!(call_id))
+            .with("call", json!(view)));
+        }
+    }
+    let status = if view.status == CallStatus::Confirmed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok(with_location(status, &format!("/calls/{call_id}"), json!(view)))
+}
+
+pub fn with_location(status: StatusCode, location: &str, body: Value) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ShowQuery {
+    min_version: Option<String>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    PathId(call_id): PathId,
+    Query(query): Query<ShowQuery>,
+) -> Result<axum::Json<CallView>, ApiError> {
+    let view = match query.min_version {
+        Some(raw) => {
+            let version: i64 =
+                raw.parse().ok().filter(|version| *version >= 0).ok_or_else(|| {
+                    ApiError::invalid("INVALID_MIN_VERSION", "min_version must be a whole number ≥ 0")
+                })?;
+            view_until::<CallView>(&state, call_id, MAX_MIN_VERSION_WAIT, |view| view.version >= version).await?
+        }
+        None => queries::get::<CallView>(&state.store, call_id).await?,
+    };
+    view.map(axum::Json).ok_or_else(|| call_not_found(call_id))
+}
+
+pub fn call_not_found(call_id: Uuid) -> ApiError {
+    ApiError::not_found("CALL_NOT_FOUND", format!("no call has the id {call_id}"))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    tel: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn history(
+    State(state): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let tel = query
+        .tel
+        .ok_or_else(|| ApiError::invalid("TEL_REQUIRED", "give the customer's number as ?tel="))?;
+    let tel = parse_tel(&tel)?;
+    let limit = match query.limit {
+        None => 20,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=100).contains(limit))
+            .ok_or_else(|| ApiError::invalid("INVALID_LIMIT", "limit must be a whole number from 1 to 100"))?,
+    };
+    let cursor = query
+        .cursor
+        .map(|cursor| {
+            Uuid::parse_str(&cursor)
+                .map_err(|_| ApiError::invalid("INVALID_CURSOR", "cursor is not one this server gave out"))
+        })
+        .transpose()?;
+    let (items, next) = queries::call_history(&state.store, tel.as_str(), limit, cursor).await?;
+    Ok(axum::Json(json!({ "items": items, "next_cursor": next })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelCall {
+    reason: Option<String>,
+}
+
+/// Runs a customer's command on a call and answers 202 with the view that shows it.
+async fn change_call(
+    state: &AppState,
+    context: RequestContext,
+    call_id: Uuid,
+    command: CallCommand,
+) -> Result<Response, ApiError> {
+    let meta = command_meta(context, call_id, ACTOR);
+    let committed = state.store.execute::<Call>(call_id, command, &meta).await?;
+    let view = view_at::<CallView>(state, call_id, committed.version).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response())
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    context: RequestContext,
+    PathId(call_id): PathId,
+    OptionalJson(input): OptionalJson<CancelCall>,
+) -> Result<Response, ApiError> {
+    let reason = parse_reason(input.reason)?;
+    change_call(&state, context, call_id, CallCommand::Cancel { reason, at: Utc::now() }).await
+}
+
+pub async fn complete(
+    State(state): State<AppState>,
+    context: RequestContext,
+    PathId(call_id): PathId,
+) -> Result<Response, ApiError> {
+    change_call(&state, context, call_id, CallCommand::Complete { at: Utc::now() }).await
+}
+
+pub async fn timeline(State(state): State<AppState>, PathId(call_id): PathId) -> Result<axum::Json<Value>, ApiError> {
+    let events = state.store.read_correlated(call_id).await?;
+    if events.is_empty() {
+        return Err(call_not_found(call_id));
+    }
+    let entries: Vec<Value> = events
+        .iter()
+        .map(|event| {
+            json!({
+                "position": event.position.prepare,
+                "event_id": event.event_id(),
+                "aggregate_type": event.aggregate_type,
+                "aggregate_id": event.aggregate_id,
+                "sequence": event.sequence,
+                "event_type": event.event_type,
+                "event_version": event.event_version,
+                "payload": event.payload_body(),
+                "correlation_id": event.metadata.correlation_id,
+                "causation_id": event.metadata.causation_id,
+                "command_id": event.metadata.command_id,
+                "actor": event.metadata.actor,
+                "recorded_at": event.metadata.recorded_at,
+            })
+        })
+        .collect();
+    Ok(axum::Json(Value::Array(entries)))
+}
+
+/// How long an SSE stream may go without a change before it rechecks the view.
+const STREAM_RECHECK: Duration = Duration::from_secs(15);
+
+struct StreamState {
+    state: AppState,
+    call_id: Uuid,
+    sent_version: i64,
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    PathId(call_id): PathId,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    if queries::get::<CallView>(&state.store, call_id).await?.is_none() {
+        return Err(call_not_found(call_id));
+    }
+    let start = StreamState {
+        state,
+        call_id,
+        sent_version: 0,
+    };
+    let events = futures::stream::unfold(Some(start), |stream| async move {
+        let mut stream = stream?;
+        loop {
+            let sent = stream.sent_version;
+            let view = view_until::<CallView>(&stream.state, stream.call_id, STREAM_RECHECK, |view| {
+                view.version > sent
+            })
+            .await
+            .ok()
+            .flatten();
+            let Some(view) = view.filter(|view| view.version > sent) else {
+                continue;
+            };
+            stream.sent_version = view.version;
+            let event = Event::default()
+                .event("status")
+                .json_data(&view)
+                .unwrap_or_else(|_| Event::default());
+            let next = (!view.status.is_terminal()).then_some(stream);
+            return Some((Ok(event), next));
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,89 @@
+//! Request bodies as clients send them, and their parsing into domain values: every
+//! rule is checked here, once, before anything is stored.
+
+use chrono::Utc;
+use domain::{DriveType, Fare, Location, LocationError, Tel, ValueError};
+use serde::Deserialize;
+use store::CommandMeta;
+use uuid::Uuid;
+
+use super::extract::RequestContext;
+use super::ApiError;
+
+/// A location as sent: coordinates may be left out when the address names a district.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationInput {
+    pub address: Option<String>,
+    pub lat: Option<f64>,
+    pub lng: Option<f64>,
+}
+
+impl LocationInput {
+    pub fn parse(&self) -> Result<Location, ApiError> {
+        Location::resolve(self.address.as_deref(), self.lat, self.lng).map_err(location_problem)
+    }
+}
+
+pub fn location_problem(error: LocationError) -> ApiError {
+    let code = match error {
+        LocationError::Unknown(_) => "UNKNOWN_LOCATION",
+        LocationError::OutOfRange | LocationError::HalfCoordinates | LocationError::AddressTooLong => {
+            "INVALID_LOCATION"
+        }
+    };
+    ApiError::invalid(code, error.to_string())
+}
+
+pub fn parse_tel(tel: &str) -> Result<Tel, ApiError> {
+    Tel::parse(tel).map_err(value_problem)
+}
+
+pub fn parse_fare(krw: i64) -> Result<Fare, ApiError> {
+    Fare::new(krw).map_err(value_problem)
+}
+
+fn value_problem(error: ValueError) -> ApiError {
+    let code = match error {
+        ValueError::InvalidTel(_) => "INVALID_TEL",
+        ValueError::InvalidFare(_) => "INVALID_FARE",
+    };
+    ApiError::invalid(code, error.to_string())
+}
+
+pub fn parse_drive_type(drive_type: Option<&str>) -> Result<DriveType, ApiError> {
+    match drive_type {
+        None | Some("AUTO") => Ok(DriveType::Auto),
+        Some("MANUAL") => Ok(DriveType::Manual),
+        Some(other) => Err(ApiError::invalid(
+            "INVALID_DRIVE_TYPE",
+            format!("drive_type must be AUTO or MANUAL, not `{other}`"),
+        )),
+    }
+}
+
+/// A free-text reason, trimmed; empty means none.
+pub fn parse_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
+    const MAX_CHARS: usize = 200;
+    let reason = reason
+        .map(|reason| reason.trim().to_string())
+        .filter(|reason| !reason.is_empty());
+    match reason {
+        Some(reason) if reason.chars().count() > MAX_CHARS => Err(ApiError::invalid(
+            "INVALID_REASON",
+            format!("reason is longer than {MAX_CHARS} characters"),
+        )),
+        reason => Ok(reason),
+    }
+}
+
+/// Metadata for a command a client asked for through request `context`.
+pub fn command_meta(context: RequestContext, correlation_id: Uuid, actor: &str) -> CommandMeta {
+    CommandMeta {
+        correlation_id,
+        causation_id: context.request_id,
+        command_id: Uuid::now_v7(),
+        actor: actor.to_string(),
+        recorded_at: Utc::now(),
+    }
+}

@@ -1,0 +1,183 @@
+//! Runs a [`StreamView`] as a subscriber of the log: a batch of events, the rows they
+//! change and the checkpoint, all in one transaction.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use sqlx::Row;
+use store::{checkpoint, on_tx, LogPosition, Store, StoreError, Tx};
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+use crate::StreamView;
+
+/// Events applied per transaction.
+pub const BATCH_SIZE: usize = 500;
+
+/// How long a projector sleeps without a wake-up before it looks at the log anyway.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A view row that changed, announced after its transaction committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewChange {
+    pub view: &'static str,
+    pub id: Uuid,
+    pub version: i64,
+}
+
+/// Announces committed view changes to whoever waits for one (`Prefer: wait`,
+/// `min_version`, SSE streams).
+#[derive(Debug, Clone)]
+pub struct ViewChanges(broadcast::Sender<ViewChange>);
+
+impl Default for ViewChanges {
+    fn default() -> Self {
+        Self(broadcast::channel(4096).0)
+    }
+}
+
+impl ViewChanges {
+    pub fn subscribe(&self) -> broadcast::Receiver<ViewChange> {
+        self.0.subscribe()
+    }
+
+    fn announce(&self, change: ViewChange) {
+        // Nobody listening is normal.
+        let _ = self.0.send(change);
+    }
+}
+
+#[derive(Debug)]
+pub struct Projector<V> {
+    store: Store,
+    changes: ViewChanges,
+    view: PhantomData<fn() -> V>,
+}
+
+impl<V: StreamView> Projector<V> {
+    pub fn new(store: Store, changes: ViewChanges) -> Self {
+        Self {
+            store,
+            changes,
+            view: PhantomData,
+        }
+    }
+
+    /// Applies the next batch of events; returns how many events it read (0: caught up).
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let mut tx = self.store.begin().await?;
+        let from = checkpoint::lock(&mut tx, V::NAME).await?;
+        let events = tx.read_after(from, BATCH_SIZE).await?;
+        let Some(last) = events.last() else { return Ok(0) };
+        let last_position = last.position;
+
+        let mut touched: HashMap<Uuid, Option<V>> = HashMap::new();
+        for logged in events.iter().filter(|logged| logged.aggregate_type == V::AGGREGATE) {
+            let Some(id) = logged.aggregate_uuid() else { continue };
+            let current = match touched.remove(&id) {
+                Some(view) => view,
+                None => load::<V>(&mut tx, id).await?,
+            };
+            touched.insert(id, V::apply(current, &logged.decode()?, logged));
+        }
+        let mut changes = Vec::new();
+        for (id, view) in touched {
+            if let Some(view) = view {
+                save(&mut tx, id, &view).await?;
+                changes.push(ViewChange {
+                    view: V::NAME,
+                    id,
+                    version: view.version(),
+                });
+            }
+        }
+        checkpoint::save(&mut tx, V::NAME, last_position).await?;
+        tx.commit().await?;
+        for change in changes {
+            self.changes.announce(change);
+        }
+        Ok(events.len())
+    }
+
+    /// Runs until `shutdown` turns true, waking on appends and polling as a fallback.
+    /// A failed batch is retried after a pause; its transaction left nothing behind.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut appended = self.store.appended();
+        while !*shutdown.borrow() {
+            match self.run_once().await {
+                Ok(0) => Store::wait_for_append(&mut appended, POLL_INTERVAL, &mut shutdown).await,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(projection = V::NAME, error = %store::error_chain(&error), "projection batch failed");
+                    Store::wait_for_append(&mut appended, POLL_INTERVAL, &mut shutdown).await;
+                }
+            }
+        }
+    }
+}
+
+async fn load<V: StreamView>(tx: &mut Tx, id: Uuid) -> Result<Option<V>, StoreError> {
+    let sql = format!("SELECT doc FROM {} WHERE {} = $1", V::TABLE, V::KEY);
+    let doc: Option<String> = on_tx!(tx, conn => {
+        sqlx::query(&sql).bind(id.to_string()).fetch_optional(conn).await?.map(|row| row.try_get(0)).transpose()?
+    });
+    Ok(doc.map(|doc| serde_json::from_str(&doc)).transpose()?)
+}
+
+async fn save<V: StreamView>(tx: &mut Tx, id: Uuid, view: &V) -> Result<(), StoreError> {
+    let columns: Vec<&str> = [V::KEY, "version", "doc"]
+        .into_iter()
+        .chain(V::INDEX_COLUMNS.iter().copied())
+        .collect();
+    let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
+    let updates: Vec<String> = columns[1..]
+        .iter()
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT ({key}) DO UPDATE SET {updates}",
+        table = V::TABLE,
+        columns = columns.join(", "),
+        placeholders = placeholders.join(", "),
+        key = V::KEY,
+        updates = updates.join(", "),
+    );
+    let doc = serde_json::to_string(view)?;
+    on_tx!(tx, conn => {
+        let mut query = sqlx::query(&sql).bind(id.to_string()).bind(view.version()).bind(doc);
+        for value in view.index_columns() {
+            query = query.bind(value);
+        }
+        query.execute(conn).await?;
+    });
+    Ok(())
+}
+
+/// Rebuilds view `V` from the start of the log, reporting `(applied, total)` after each
+/// batch. Safe beside a running projector: both take the same checkpoint lock.
+pub async fn replay<V: StreamView>(
+    store: &Store,
+    changes: &ViewChanges,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, StoreError> {
+    let mut tx = store.begin().await?;
+    checkpoint::lock(&mut tx, V::NAME).await?;
+    let clear = format!("DELETE FROM {}", V::TABLE);
+    on_tx!(&mut tx, conn => {
+        sqlx::query(&clear).execute(conn).await?;
+    });
+    checkpoint::save(&mut tx, V::NAME, LogPosition::START).await?;
+    tx.commit().await?;
+
+    let projector = Projector::<V>::new(store.clone(), changes.clone());
+    let mut applied = 0;
+    loop {
+        let read = projector.run_once().await?;
+        if read == 0 {
+            return Ok(applied);
+        }
+        applied += read as u64;
+        progress(applied);
+    }
+}

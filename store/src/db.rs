@@ -1,0 +1,209 @@
+//! The two SQL backends behind one type. SQL that both understand is written once and
+//! run on either pool through [`on_db!`](crate::on_db) and [`on_tx!`](crate::on_tx).
+
+use std::str::FromStr;
+use std::sync::Weak;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Postgres, Sqlite, Transaction};
+use tokio::sync::watch;
+
+use crate::StoreError;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The channel the events table's trigger notifies on every commit.
+pub(crate) const APPEND_CHANNEL: &str = "drivercenter_events";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open transaction on either backend.
+#[derive(Debug)]
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool `$db` holds; the body is compiled
+/// once per backend, so its SQL must suit both.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like [`on_db!`], with `$conn` bound to the connection of an open [`Tx`].
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::Tx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::Tx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+impl Db {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // An accepted call must survive a power cut, not only a process crash.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_string()))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self {
+            Self::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Self::Postgres(_) => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = self.migrator();
+        on_db!(self, pool => migrator.run(pool).await?);
+        Ok(())
+    }
+
+    /// How many of this build's migrations the database lacks; an error when it does
+    /// not answer.
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        let applied: Vec<i64> = on_db!(self, pool => {
+            let table: Option<String> = sqlx::query_scalar(match self.backend() {
+                Backend::Sqlite => "SELECT name FROM sqlite_master WHERE name = '_sqlx_migrations'",
+                Backend::Postgres => "SELECT to_regclass('_sqlx_migrations')::text",
+            })
+            .fetch_optional(pool)
+            .await?
+            .flatten();
+            match table {
+                Some(_) => sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await?,
+                None => Vec::new(),
+            }
+        });
+        Ok(self
+            .migrator()
+            .iter()
+            .filter(|migration| !applied.contains(&migration.version))
+            .count())
+    }
+
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    pub async fn close(&self) {
+        on_db!(self, pool => pool.close().await);
+    }
+}
+
+impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await?,
+            Self::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Turns PostgreSQL notifications of appends (from any process) into local wake-ups.
+/// Reconnects after a lost connection; ends when the store is dropped.
+pub(crate) async fn forward_notifications(pool: PgPool, appended: Weak<watch::Sender<u64>>) {
+    loop {
+        let listener = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(APPEND_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listener.await {
+            Ok(listener) => listener,
+            Err(error) if pool.is_closed() => {
+                tracing::debug!(%error, "pool closed; no longer listening for appends");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for appends; polling until reconnected");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            match listener.try_recv().await {
+                // `None` means the connection dropped and was re-established: wake readers
+                // too, since notifications sent meanwhile are lost.
+                Ok(_) => match appended.upgrade() {
+                    Some(sender) => sender.send_modify(|count| *count = count.wrapping_add(1)),
+                    None => return,
+                },
+                Err(_) if pool.is_closed() => return,
+                Err(error) => {
+                    tracing::warn!(%error, "lost the append notification channel");
+                    break;
+                }
+            }
+            if pool.is_closed() {
+                return;
+            }
+        }
+    }
+}
