@@ -12,6 +12,8 @@ mod metadata;
 
 pub mod checkpoint;
 pub mod idempotency;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use db::{Backend, Db, Tx};
 pub use error::StoreError;
