@@ -1,0 +1,264 @@
+//! Crash safety of the real binary: SIGKILL the server during a burst of calls, start it
+//! again on the same database, and check that nothing was lost or double-booked.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use store::testing::{fresh_database_url, TestBackend};
+use store::{checkpoint, LogPosition, Store};
+
+const DRIVERS: usize = 6;
+const CALLS: usize = 40;
+const CUSTOMER: &str = "01077778888";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // `kill` is SIGKILL: no graceful shutdown, no last checkpoint.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drivercenter(database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drivercenter"));
+    command
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a probe port")
+        .local_addr()
+        .expect("probe address")
+        .port()
+}
+
+async fn start(database_url: &str, port: u16) -> Server {
+    let child = drivercenter(database_url)
+        .arg("serve")
+        .env("DRIVERCENTER_BIND", format!("127.0.0.1:{port}"))
+        .env("DRIVERCENTER_DISPATCH_TIMEOUT_SECS", "3")
+        .spawn()
+        .expect("start drivercenter serve");
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let ready = client.get(format!("{}/readyz", server.base)).send().await;
+        if ready.is_ok_and(|response| response.status().is_success()) {
+            return server;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the server did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
+    let response = client.post(url).json(&body).send().await.expect("request");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.expect("json body")
+}
+
+async fn get(client: &reqwest::Client, url: String) -> Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json body")
+}
+
+/// Every call of the test's customer, through the paginated history.
+async fn all_calls(client: &reqwest::Client, base: &str) -> Vec<Value> {
+    let mut calls = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get(client, format!("{base}/calls?tel={CUSTOMER}&limit=100{cursor}")).await;
+        calls.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return calls,
+        }
+    }
+}
+
+/// Waits until every projection has applied the whole log.
+async fn wait_for_projections(store: &Store) {
+    let head = store
+        .read_after(LogPosition::START, usize::MAX)
+        .await
+        .expect("read the log")
+        .last()
+        .map(|event| event.position);
+    let started = Instant::now();
+    for name in projections::PROJECTIONS {
+        while Some(checkpoint::read(store, name).await.expect("read checkpoint")) != head {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "projection {name} did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: TestBackend) {
+    let Some(database_url) = fresh_database_url(backend).await else {
+        return;
+    };
+    if backend == TestBackend::Postgres {
+        let status = drivercenter(&database_url)
+            .arg("migrate")
+            .status()
+            .expect("run migrate");
+        assert!(status.success(), "migrate failed");
+    }
+    let port = free_port();
+    let server = start(&database_url, port).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client");
+    for n in 0..DRIVERS {
+        let driver = post(
+            &client,
+            format!("{}/drivers", server.base),
+            json!({"name": format!("기사{n}"), "tel": format!("0103000{n:04}"), "can_drive_manual": n % 2 == 0}),
+        )
+        .await;
+        let id = driver["driver_id"].as_str().expect("driver id");
+        post(
+            &client,
+            format!("{}/drivers/{id}/online", server.base),
+            json!({"location": {"address": "마포"}}),
+        )
+        .await;
+    }
+
+    let burst: Vec<_> = (0..CALLS)
+        .map(|n| {
+            let client = client.clone();
+            let url = format!("{}/calls", server.base);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5 * n as u64)).await;
+                let body = json!({"tel": CUSTOMER, "pickup": {"address": "서울 마포구"}, "fare": 20000 + n});
+                let response = client.post(url).json(&body).send().await.ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                let view: Value = response.json().await.ok()?;
+                view["call_id"].as_str().map(str::to_string)
+            })
+        })
+        .collect();
+    // Kill the server while the burst is in full flow.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(server);
+    let mut accepted = HashSet::new();
+    for task in burst {
+        if let Some(call_id) = task.await.expect("burst task") {
+            accepted.insert(call_id);
+        }
+    }
+    assert!(!accepted.is_empty(), "no call was accepted before the crash");
+
+    let server = start(&database_url, port).await;
+    let settled = |call: &Value| matches!(call["status"].as_str(), Some("CONFIRMED" | "FAILED"));
+    let started = Instant::now();
+    let calls = loop {
+        let calls = all_calls(&client, &server.base).await;
+        let known: HashSet<String> = calls
+            .iter()
+            .filter_map(|call| call["call_id"].as_str().map(str::to_string))
+            .collect();
+        if accepted.is_subset(&known) && calls.iter().all(settled) {
+            break calls;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "calls did not settle after the restart: {calls:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let mut holder_of: HashMap<String, String> = HashMap::new();
+    for call in calls.iter().filter(|call| call["status"] == "CONFIRMED") {
+        let driver = call["driver"]["driver_id"]
+            .as_str()
+            .expect("a confirmed call names its driver")
+            .to_string();
+        let call_id = call["call_id"].as_str().expect("call id").to_string();
+        assert!(
+            holder_of.insert(driver.clone(), call_id).is_none(),
+            "driver {driver} holds two calls"
+        );
+    }
+    assert_eq!(
+        holder_of.len(),
+        DRIVERS.min(calls.len()),
+        "every driver should be busy with one call"
+    );
+    let drivers = get(&client, format!("{}/drivers", server.base)).await;
+    for driver in drivers["items"].as_array().expect("items") {
+        let id = driver["driver_id"].as_str().expect("driver id");
+        match holder_of.get(id) {
+            Some(call_id) => {
+                assert_eq!(driver["status"], "ASSIGNED", "{driver}");
+                assert_eq!(driver["current_call_id"].as_str(), Some(call_id.as_str()), "{driver}");
+            }
+            None => assert_eq!(driver["status"], "AVAILABLE", "{driver}"),
+        }
+    }
+    let store = Store::connect(&database_url).await.expect("connect");
+    wait_for_projections(&store).await;
+    drop(server);
+
+    let live = projections::queries::dump(&store).await.expect("dump live views");
+    let status = drivercenter(&database_url)
+        .args(["replay", "all"])
+        .status()
+        .expect("run replay");
+    assert!(status.success(), "replay failed");
+    let replayed = projections::queries::dump(&store).await.expect("dump replayed views");
+    let differing: Vec<_> = live
+        .iter()
+        .zip(&replayed)
+        .filter(|(live, replayed)| live != replayed)
+        .collect();
+    assert!(
+        live.len() == replayed.len() && differing.is_empty(),
+        "views differ from a fresh replay: {} live rows, {} replayed, first difference {:?}",
+        live.len(),
+        replayed.len(),
+        differing.first()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_crash_during_a_burst_loses_nothing_and_double_books_nobody() {
+    crash_during_a_burst_loses_nothing_and_double_books_nobody(TestBackend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_during_a_burst_loses_nothing_and_double_books_nobody() {
+    crash_during_a_burst_loses_nothing_and_double_books_nobody(TestBackend::Postgres).await;
+}
