@@ -22,21 +22,10 @@ use crate::{AppState, ServeConfig};
 #[command(name = "drivercenter", version, about = "Designated-driver dispatch backend")]
 pub struct Cli {
     /// Event store: `sqlite://PATH` (embedded, created when missing) or `postgres://…`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://drivercenter.db",
-        global = true
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://drivercenter.db", global = true)]
     pub database_url: String,
     /// Log lines as human-readable text or as JSON objects.
-    #[arg(
-        long,
-        env = "DRIVERCENTER_LOG_FORMAT",
-        value_enum,
-        default_value = "pretty",
-        global = true
-    )]
+    #[arg(long, env = "DRIVERCENTER_LOG_FORMAT", value_enum, default_value = "pretty", global = true)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -129,9 +118,7 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
         read_your_write_timeout: Duration::from_secs(5),
     };
     let state = AppState::new(store, config);
-    let listener = TcpListener::bind(args.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let listener = TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
     tracing::info!(address = %listener.local_addr()?, backend = ?state.store.backend(), "drivercenter serving");
 
     let (stop, shutdown) = watch::channel(false);
@@ -144,12 +131,7 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
     if tokio::time::timeout(grace, server).await.is_err() {
         tracing::warn!("requests still in flight after {grace:?}; closing anyway");
     }
-    while tokio::time::timeout(grace, workers.join_next())
-        .await
-        .ok()
-        .flatten()
-        .is_some()
-    {}
+    while tokio::time::timeout(grace, workers.join_next()).await.ok().flatten().is_some() {}
     Ok(())
 }
 
@@ -176,11 +158,7 @@ async fn shutdown_signal() {
 
 async fn replay_views(store: &Store, name: &str) -> anyhow::Result<()> {
     store.migrate().await.context("migration failed")?;
-    let names: Vec<&str> = if name == "all" {
-        PROJECTIONS.to_vec()
-    } else {
-        vec![name]
-    };
+    let names: Vec<&str> = if name == "all" { PROJECTIONS.to_vec() } else { vec![name] };
     let total = store.count_events().await?;
     let changes = ViewChanges::default();
     for name in names {

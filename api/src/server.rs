@@ -33,12 +33,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, config: ServeConfig) -> Self {
-        Self {
-            store,
-            changes: ViewChanges::default(),
-            config,
-            accepting: Arc::new(AtomicBool::new(true)),
-        }
+        Self { store, changes: ViewChanges::default(), config, accepting: Arc::new(AtomicBool::new(true)) }
     }
 
     pub fn is_accepting(&self) -> bool {

@@ -28,20 +28,12 @@ impl Drop for Server {
 
 fn drivercenter(database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_drivercenter"));
-    command
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    command.env("DATABASE_URL", database_url).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null());
     command
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a probe port")
-        .local_addr()
-        .expect("probe address")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port").local_addr().expect("probe address").port()
 }
 
 async fn start(database_url: &str, port: u16) -> Server {
@@ -51,10 +43,7 @@ async fn start(database_url: &str, port: u16) -> Server {
         .env("DRIVERCENTER_DISPATCH_TIMEOUT_SECS", "3")
         .spawn()
         .expect("start drivercenter serve");
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let server = Server { child, base: format!("http://127.0.0.1:{port}") };
     let client = reqwest::Client::new();
     let started = Instant::now();
     loop {
@@ -62,10 +51,7 @@ async fn start(database_url: &str, port: u16) -> Server {
         if ready.is_ok_and(|response| response.status().is_success()) {
             return server;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the server did not become ready"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "the server did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -77,14 +63,7 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
 }
 
 async fn get(client: &reqwest::Client, url: String) -> Value {
-    client
-        .get(url)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json body")
+    client.get(url).send().await.expect("request").json().await.expect("json body")
 }
 
 /// Every call of the test's customer, through the paginated history.
@@ -112,10 +91,7 @@ async fn wait_for_projections(store: &Store) {
     let started = Instant::now();
     for name in projections::PROJECTIONS {
         while Some(checkpoint::read(store, name).await.expect("read checkpoint")) != head {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "projection {name} did not catch up"
-            );
+            assert!(started.elapsed() < Duration::from_secs(10), "projection {name} did not catch up");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -126,18 +102,12 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
         return;
     };
     if backend == TestBackend::Postgres {
-        let status = drivercenter(&database_url)
-            .arg("migrate")
-            .status()
-            .expect("run migrate");
+        let status = drivercenter(&database_url).arg("migrate").status().expect("run migrate");
         assert!(status.success(), "migrate failed");
     }
     let port = free_port();
     let server = start(&database_url, port).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("http client");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
     for n in 0..DRIVERS {
         let driver = post(
             &client,
@@ -146,12 +116,7 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
         )
         .await;
         let id = driver["driver_id"].as_str().expect("driver id");
-        post(
-            &client,
-            format!("{}/drivers/{id}/online", server.base),
-            json!({"location": {"address": "마포"}}),
-        )
-        .await;
+        post(&client, format!("{}/drivers/{id}/online", server.base), json!({"location": {"address": "마포"}})).await;
     }
 
     let burst: Vec<_> = (0..CALLS)
@@ -186,37 +151,22 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
     let started = Instant::now();
     let calls = loop {
         let calls = all_calls(&client, &server.base).await;
-        let known: HashSet<String> = calls
-            .iter()
-            .filter_map(|call| call["call_id"].as_str().map(str::to_string))
-            .collect();
+        let known: HashSet<String> =
+            calls.iter().filter_map(|call| call["call_id"].as_str().map(str::to_string)).collect();
         if accepted.is_subset(&known) && calls.iter().all(settled) {
             break calls;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "calls did not settle after the restart: {calls:#?}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "calls did not settle after the restart: {calls:#?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
     let mut holder_of: HashMap<String, String> = HashMap::new();
     for call in calls.iter().filter(|call| call["status"] == "CONFIRMED") {
-        let driver = call["driver"]["driver_id"]
-            .as_str()
-            .expect("a confirmed call names its driver")
-            .to_string();
+        let driver = call["driver"]["driver_id"].as_str().expect("a confirmed call names its driver").to_string();
         let call_id = call["call_id"].as_str().expect("call id").to_string();
-        assert!(
-            holder_of.insert(driver.clone(), call_id).is_none(),
-            "driver {driver} holds two calls"
-        );
+        assert!(holder_of.insert(driver.clone(), call_id).is_none(), "driver {driver} holds two calls");
     }
-    assert_eq!(
-        holder_of.len(),
-        DRIVERS.min(calls.len()),
-        "every driver should be busy with one call"
-    );
+    assert_eq!(holder_of.len(), DRIVERS.min(calls.len()), "every driver should be busy with one call");
     let drivers = get(&client, format!("{}/drivers", server.base)).await;
     for driver in drivers["items"].as_array().expect("items") {
         let id = driver["driver_id"].as_str().expect("driver id");
@@ -233,17 +183,10 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
     drop(server);
 
     let live = projections::queries::dump(&store).await.expect("dump live views");
-    let status = drivercenter(&database_url)
-        .args(["replay", "all"])
-        .status()
-        .expect("run replay");
+    let status = drivercenter(&database_url).args(["replay", "all"]).status().expect("run replay");
     assert!(status.success(), "replay failed");
     let replayed = projections::queries::dump(&store).await.expect("dump replayed views");
-    let differing: Vec<_> = live
-        .iter()
-        .zip(&replayed)
-        .filter(|(live, replayed)| live != replayed)
-        .collect();
+    let differing: Vec<_> = live.iter().zip(&replayed).filter(|(live, replayed)| live != replayed).collect();
     assert!(
         live.len() == replayed.len() && differing.is_empty(),
         "views differ from a fresh replay: {} live rows, {} replayed, first difference {:?}",

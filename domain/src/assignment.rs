@@ -149,19 +149,15 @@ impl Assignment {
     fn decide(&self, command: AssignmentCommand) -> Result<Option<AssignmentEvent>, AssignmentError> {
         if !self.requested {
             return match command {
-                AssignmentCommand::Request {
-                    call_id,
-                    drive_type,
-                    pickup,
-                    candidates,
-                    at,
-                } => Ok(Some(AssignmentEvent::AssignmentRequested {
-                    call_id,
-                    drive_type,
-                    pickup,
-                    candidates,
-                    requested_at: at,
-                })),
+                AssignmentCommand::Request { call_id, drive_type, pickup, candidates, at } => {
+                    Ok(Some(AssignmentEvent::AssignmentRequested {
+                        call_id,
+                        drive_type,
+                        pickup,
+                        candidates,
+                        requested_at: at,
+                    }))
+                }
                 _ => Err(AssignmentError::NotFound),
             };
         }
@@ -169,18 +165,11 @@ impl Assignment {
         match (command, self.status) {
             (AssignmentCommand::Request { .. }, _) => Ok(None),
             (AssignmentCommand::RecordRefusal { driver_id, reason, at }, S::Requested) => {
-                Ok(Some(AssignmentEvent::AssignmentCandidateRefused {
-                    driver_id,
-                    reason,
-                    refused_at: at,
-                }))
+                Ok(Some(AssignmentEvent::AssignmentCandidateRefused { driver_id, reason, refused_at: at }))
             }
             (AssignmentCommand::RecordRefusal { .. }, _) => Ok(None),
             (AssignmentCommand::Confirm { driver_id, at }, S::Requested) => {
-                Ok(Some(AssignmentEvent::AssignmentConfirmed {
-                    driver_id,
-                    confirmed_at: at,
-                }))
+                Ok(Some(AssignmentEvent::AssignmentConfirmed { driver_id, confirmed_at: at }))
             }
             (AssignmentCommand::Confirm { driver_id, .. }, S::Confirmed | S::Completed)
                 if self.driver_id == Some(driver_id) =>
@@ -189,11 +178,7 @@ impl Assignment {
             }
             (AssignmentCommand::Confirm { .. }, S::Confirmed) => Err(AssignmentError::AlreadyConfirmed),
             (AssignmentCommand::Cancel { reason, at }, S::Requested | S::Confirmed) => {
-                Ok(Some(AssignmentEvent::AssignmentCancelled {
-                    driver_id: self.driver_id,
-                    reason,
-                    cancelled_at: at,
-                }))
+                Ok(Some(AssignmentEvent::AssignmentCancelled { driver_id: self.driver_id, reason, cancelled_at: at }))
             }
             (AssignmentCommand::Cancel { .. }, S::Cancelled | S::Failed) => Ok(None),
             (AssignmentCommand::Fail { reason, at }, S::Requested) => {

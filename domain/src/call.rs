@@ -75,24 +75,11 @@ pub enum CallCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CallEvent {
     CallRequested(CallRequest),
-    CallDispatchStarted {
-        started_at: Timestamp,
-    },
-    CallConfirmed {
-        driver: AssignedDriver,
-        confirmed_at: Timestamp,
-    },
-    CallCancelled {
-        reason: Option<String>,
-        cancelled_at: Timestamp,
-    },
-    CallCompleted {
-        completed_at: Timestamp,
-    },
-    CallFailed {
-        reason: String,
-        failed_at: Timestamp,
-    },
+    CallDispatchStarted { started_at: Timestamp },
+    CallConfirmed { driver: AssignedDriver, confirmed_at: Timestamp },
+    CallCancelled { reason: Option<String>, cancelled_at: Timestamp },
+    CallCompleted { completed_at: Timestamp },
+    CallFailed { reason: String, failed_at: Timestamp },
 }
 
 domain_event!(CallEvent {
@@ -187,20 +174,14 @@ impl Call {
             CallCommand::Confirm { driver, at } => {
                 self.ensure_open()?;
                 match &self.driver {
-                    None => Ok(Some(CallEvent::CallConfirmed {
-                        driver,
-                        confirmed_at: at,
-                    })),
+                    None => Ok(Some(CallEvent::CallConfirmed { driver, confirmed_at: at })),
                     Some(current) if current.driver_id == driver.driver_id => Ok(None),
                     Some(_) => Err(CallError::AlreadyConfirmed),
                 }
             }
             CallCommand::Cancel { reason, at } => {
                 self.ensure_open()?;
-                Ok(Some(CallEvent::CallCancelled {
-                    reason,
-                    cancelled_at: at,
-                }))
+                Ok(Some(CallEvent::CallCancelled { reason, cancelled_at: at }))
             }
             CallCommand::Complete { at } => {
                 self.ensure_open()?;

@@ -65,33 +65,12 @@ pub enum DriverCommand {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DriverEvent {
-    DriverRegistered {
-        driver_id: Uuid,
-        name: String,
-        tel: Tel,
-        can_drive_manual: bool,
-        registered_at: Timestamp,
-    },
-    DriverWentOnline {
-        location: Location,
-        online_at: Timestamp,
-    },
-    DriverLocationUpdated {
-        location: Location,
-        updated_at: Timestamp,
-    },
-    DriverWentOffline {
-        offline_at: Timestamp,
-    },
-    DriverReserved {
-        call_id: Uuid,
-        reserved_at: Timestamp,
-    },
-    DriverReleased {
-        call_id: Uuid,
-        reason: ReleaseReason,
-        released_at: Timestamp,
-    },
+    DriverRegistered { driver_id: Uuid, name: String, tel: Tel, can_drive_manual: bool, registered_at: Timestamp },
+    DriverWentOnline { location: Location, online_at: Timestamp },
+    DriverLocationUpdated { location: Location, updated_at: Timestamp },
+    DriverWentOffline { offline_at: Timestamp },
+    DriverReserved { call_id: Uuid, reserved_at: Timestamp },
+    DriverReleased { call_id: Uuid, reason: ReleaseReason, released_at: Timestamp },
 }
 
 domain_event!(DriverEvent {
@@ -180,13 +159,7 @@ impl Driver {
     fn decide(&self, command: DriverCommand) -> Result<Option<DriverEvent>, DriverError> {
         let Some(profile) = &self.profile else {
             return match command {
-                DriverCommand::Register {
-                    driver_id,
-                    name,
-                    tel,
-                    can_drive_manual,
-                    at,
-                } => {
+                DriverCommand::Register { driver_id, name, tel, can_drive_manual, at } => {
                     let name = name.trim().to_string();
                     if name.is_empty() || name.chars().count() > Self::MAX_NAME_CHARS {
                         return Err(DriverError::InvalidName);
@@ -204,46 +177,32 @@ impl Driver {
         };
         match command {
             DriverCommand::Register { .. } => Err(DriverError::AlreadyRegistered),
-            DriverCommand::GoOnline { location, at } if !self.online => Ok(Some(DriverEvent::DriverWentOnline {
-                location,
-                online_at: at,
-            })),
+            DriverCommand::GoOnline { location, at } if !self.online => {
+                Ok(Some(DriverEvent::DriverWentOnline { location, online_at: at }))
+            }
             DriverCommand::GoOnline { location, at } | DriverCommand::UpdateLocation { location, at } => {
                 if !self.online {
                     return Err(DriverError::Offline);
                 }
-                Ok(
-                    (self.location.as_ref() != Some(&location)).then_some(DriverEvent::DriverLocationUpdated {
-                        location,
-                        updated_at: at,
-                    }),
-                )
+                Ok((self.location.as_ref() != Some(&location))
+                    .then_some(DriverEvent::DriverLocationUpdated { location, updated_at: at }))
             }
             DriverCommand::GoOffline { at } => match (self.online, self.reserved_for) {
                 (_, Some(_)) => Err(DriverError::Assigned),
                 (true, None) => Ok(Some(DriverEvent::DriverWentOffline { offline_at: at })),
                 (false, None) => Ok(None),
             },
-            DriverCommand::Reserve {
-                call_id,
-                drive_type,
-                at,
-            } => match self.reserved_for {
+            DriverCommand::Reserve { call_id, drive_type, at } => match self.reserved_for {
                 Some(current) if current == call_id => Ok(None),
                 Some(_) => Err(DriverError::AlreadyReserved),
                 None if !self.online => Err(DriverError::Offline),
                 None if !drive_type.drivable_by(profile.can_drive_manual) => Err(DriverError::CannotDriveManual),
-                None => Ok(Some(DriverEvent::DriverReserved {
-                    call_id,
-                    reserved_at: at,
-                })),
+                None => Ok(Some(DriverEvent::DriverReserved { call_id, reserved_at: at })),
             },
             DriverCommand::Release { call_id, reason, at } => match self.reserved_for {
-                Some(current) if current == call_id => Ok(Some(DriverEvent::DriverReleased {
-                    call_id,
-                    reason,
-                    released_at: at,
-                })),
+                Some(current) if current == call_id => {
+                    Ok(Some(DriverEvent::DriverReleased { call_id, reason, released_at: at }))
+                }
                 _ => Err(DriverError::NotReservedForCall),
             },
         }
@@ -266,17 +225,8 @@ impl Aggregate for Driver {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            DriverEvent::DriverRegistered {
-                name,
-                tel,
-                can_drive_manual,
-                ..
-            } => {
-                self.profile = Some(DriverProfile {
-                    name,
-                    tel,
-                    can_drive_manual,
-                });
+            DriverEvent::DriverRegistered { name, tel, can_drive_manual, .. } => {
+                self.profile = Some(DriverProfile { name, tel, can_drive_manual });
             }
             DriverEvent::DriverWentOnline { location, .. } => {
                 self.online = true;

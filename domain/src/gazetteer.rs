@@ -48,14 +48,8 @@ pub fn find_district(address: &str) -> Option<&'static District> {
     SEOUL_DISTRICTS
         .iter()
         .flat_map(|district| {
-            let short = district
-                .name
-                .strip_suffix('구')
-                .filter(|short| short.chars().count() > 1);
-            [Some(district.name), short]
-                .into_iter()
-                .flatten()
-                .map(move |name| (name, district))
+            let short = district.name.strip_suffix('구').filter(|short| short.chars().count() > 1);
+            [Some(district.name), short].into_iter().flatten().map(move |name| (name, district))
         })
         .filter(|(name, _)| address.contains(name))
         .max_by_key(|(name, _)| name.chars().count())

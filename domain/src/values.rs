@@ -27,9 +27,7 @@ impl Tel {
             return Err(invalid());
         }
         let digits: String = input.chars().filter(char::is_ascii_digit).collect();
-        let valid_prefix = ["010", "011", "016", "017", "018", "019"]
-            .iter()
-            .any(|prefix| digits.starts_with(prefix));
+        let valid_prefix = ["010", "011", "016", "017", "018", "019"].iter().any(|prefix| digits.starts_with(prefix));
         let valid_length = match &digits[..digits.len().min(3)] {
             "010" => digits.len() == 11,
             _ => digits.len() == 10 || digits.len() == 11,
@@ -147,11 +145,7 @@ impl Location {
         if !(lat.is_finite() && lng.is_finite() && (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lng)) {
             return Err(LocationError::OutOfRange);
         }
-        Ok(Self {
-            address: address.to_string(),
-            lat,
-            lng,
-        })
+        Ok(Self { address: address.to_string(), lat, lng })
     }
 }
 
@@ -168,14 +162,7 @@ mod tests {
 
     #[test]
     fn tel_rejects_landlines_letters_and_wrong_lengths() {
-        for bad in [
-            "02-123-4567",
-            "0101234567",
-            "010123456789",
-            "010-abcd-5678",
-            "",
-            "+821012345678",
-        ] {
+        for bad in ["02-123-4567", "0101234567", "010123456789", "010-abcd-5678", "", "+821012345678"] {
             assert_eq!(Tel::parse(bad), Err(ValueError::InvalidTel(bad.to_string())), "{bad}");
         }
     }
@@ -218,21 +205,9 @@ mod tests {
             Location::resolve(Some("부산 해운대"), None, None),
             Err(LocationError::Unknown("부산 해운대".into()))
         );
-        assert_eq!(
-            Location::resolve(Some("마포"), Some(37.5), None),
-            Err(LocationError::HalfCoordinates)
-        );
-        assert_eq!(
-            Location::resolve(None, Some(91.0), Some(0.0)),
-            Err(LocationError::OutOfRange)
-        );
-        assert_eq!(
-            Location::resolve(None, Some(f64::NAN), Some(0.0)),
-            Err(LocationError::OutOfRange)
-        );
-        assert_eq!(
-            Location::resolve(Some(&"마".repeat(201)), None, None),
-            Err(LocationError::AddressTooLong)
-        );
+        assert_eq!(Location::resolve(Some("마포"), Some(37.5), None), Err(LocationError::HalfCoordinates));
+        assert_eq!(Location::resolve(None, Some(91.0), Some(0.0)), Err(LocationError::OutOfRange));
+        assert_eq!(Location::resolve(None, Some(f64::NAN), Some(0.0)), Err(LocationError::OutOfRange));
+        assert_eq!(Location::resolve(Some(&"마".repeat(201)), None, None), Err(LocationError::AddressTooLong));
     }
 }

@@ -27,11 +27,7 @@ fn id(n: u128) -> Uuid {
 }
 
 fn pickup() -> Location {
-    Location {
-        address: "용산구 이태원동".to_string(),
-        lat: 37.5345,
-        lng: 126.9946,
-    }
+    Location { address: "용산구 이태원동".to_string(), lat: 37.5345, lng: 126.9946 }
 }
 
 fn request(candidates: &[u128]) -> AssignmentCommand {
@@ -55,40 +51,23 @@ fn requested() -> AssignmentEvent {
 }
 
 fn refuse(driver: u128) -> AssignmentCommand {
-    AssignmentCommand::RecordRefusal {
-        driver_id: id(driver),
-        reason: TAKEN.to_string(),
-        at: at(1),
-    }
+    AssignmentCommand::RecordRefusal { driver_id: id(driver), reason: TAKEN.to_string(), at: at(1) }
 }
 
 fn refused(driver: u128) -> AssignmentEvent {
-    AssignmentEvent::AssignmentCandidateRefused {
-        driver_id: id(driver),
-        reason: TAKEN.to_string(),
-        refused_at: at(1),
-    }
+    AssignmentEvent::AssignmentCandidateRefused { driver_id: id(driver), reason: TAKEN.to_string(), refused_at: at(1) }
 }
 
 fn confirm(driver: u128) -> AssignmentCommand {
-    AssignmentCommand::Confirm {
-        driver_id: id(driver),
-        at: at(2),
-    }
+    AssignmentCommand::Confirm { driver_id: id(driver), at: at(2) }
 }
 
 fn confirmed(driver: u128) -> AssignmentEvent {
-    AssignmentEvent::AssignmentConfirmed {
-        driver_id: id(driver),
-        confirmed_at: at(2),
-    }
+    AssignmentEvent::AssignmentConfirmed { driver_id: id(driver), confirmed_at: at(2) }
 }
 
 fn cancel(reason: Option<&str>) -> AssignmentCommand {
-    AssignmentCommand::Cancel {
-        reason: reason.map(String::from),
-        at: at(3),
-    }
+    AssignmentCommand::Cancel { reason: reason.map(String::from), at: at(3) }
 }
 
 fn cancelled(driver: Option<u128>, reason: Option<&str>) -> AssignmentEvent {
@@ -100,17 +79,11 @@ fn cancelled(driver: Option<u128>, reason: Option<&str>) -> AssignmentEvent {
 }
 
 fn fail() -> AssignmentCommand {
-    AssignmentCommand::Fail {
-        reason: NOBODY.to_string(),
-        at: at(4),
-    }
+    AssignmentCommand::Fail { reason: NOBODY.to_string(), at: at(4) }
 }
 
 fn failed() -> AssignmentEvent {
-    AssignmentEvent::AssignmentFailed {
-        reason: NOBODY.to_string(),
-        failed_at: at(4),
-    }
+    AssignmentEvent::AssignmentFailed { reason: NOBODY.to_string(), failed_at: at(4) }
 }
 
 fn complete() -> AssignmentCommand {
@@ -118,10 +91,7 @@ fn complete() -> AssignmentCommand {
 }
 
 fn completed(driver: u128) -> AssignmentEvent {
-    AssignmentEvent::AssignmentCompleted {
-        driver_id: id(driver),
-        completed_at: at(5),
-    }
+    AssignmentEvent::AssignmentCompleted { driver_id: id(driver), completed_at: at(5) }
 }
 
 /// The events that bring an assignment into `status` (a confirmed one holds driver 1).
@@ -220,9 +190,7 @@ fn confirming_the_same_driver_again_is_a_no_op() {
 
 #[test]
 fn confirming_another_driver_is_rejected() {
-    given(Confirmed)
-        .when(confirm(2))
-        .then_expect_error(AssignmentError::AlreadyConfirmed);
+    given(Confirmed).when(confirm(2)).then_expect_error(AssignmentError::AlreadyConfirmed);
 }
 
 #[test]
@@ -232,23 +200,17 @@ fn completed_assignment_ignores_a_repeated_confirmation() {
 
 #[test]
 fn completed_assignment_rejects_confirming_another_driver() {
-    given(Completed)
-        .when(confirm(2))
-        .then_expect_error(AssignmentError::Completed);
+    given(Completed).when(confirm(2)).then_expect_error(AssignmentError::Completed);
 }
 
 #[test]
 fn cancelled_assignment_rejects_late_confirmation() {
-    given(Cancelled)
-        .when(confirm(1))
-        .then_expect_error(AssignmentError::Cancelled);
+    given(Cancelled).when(confirm(1)).then_expect_error(AssignmentError::Cancelled);
 }
 
 #[test]
 fn failed_assignment_rejects_confirmation() {
-    given(Failed)
-        .when(confirm(1))
-        .then_expect_error(AssignmentError::Failed);
+    given(Failed).when(confirm(1)).then_expect_error(AssignmentError::Failed);
 }
 
 // Cancel
@@ -262,9 +224,7 @@ fn cancelling_a_requested_assignment_names_no_driver() {
 
 #[test]
 fn cancelling_a_confirmed_assignment_names_the_driver_to_release() {
-    given(Confirmed)
-        .when(cancel(None))
-        .then_expect_events(vec![cancelled(Some(1), None)]);
+    given(Confirmed).when(cancel(None)).then_expect_events(vec![cancelled(Some(1), None)]);
 }
 
 #[test]
@@ -279,9 +239,7 @@ fn cancelling_a_failed_assignment_is_a_no_op() {
 
 #[test]
 fn completed_assignment_rejects_cancel() {
-    given(Completed)
-        .when(cancel(None))
-        .then_expect_error(AssignmentError::Completed);
+    given(Completed).when(cancel(None)).then_expect_error(AssignmentError::Completed);
 }
 
 // Fail
@@ -298,23 +256,17 @@ fn failing_a_failed_assignment_again_is_a_no_op() {
 
 #[test]
 fn confirmed_assignment_cannot_fail() {
-    given(Confirmed)
-        .when(fail())
-        .then_expect_error(AssignmentError::AlreadyConfirmed);
+    given(Confirmed).when(fail()).then_expect_error(AssignmentError::AlreadyConfirmed);
 }
 
 #[test]
 fn cancelled_assignment_rejects_failure() {
-    given(Cancelled)
-        .when(fail())
-        .then_expect_error(AssignmentError::Cancelled);
+    given(Cancelled).when(fail()).then_expect_error(AssignmentError::Cancelled);
 }
 
 #[test]
 fn completed_assignment_rejects_failure() {
-    given(Completed)
-        .when(fail())
-        .then_expect_error(AssignmentError::Completed);
+    given(Completed).when(fail()).then_expect_error(AssignmentError::Completed);
 }
 
 // Complete
@@ -331,23 +283,17 @@ fn completing_a_completed_assignment_again_is_a_no_op() {
 
 #[test]
 fn requested_assignment_cannot_be_completed() {
-    given(Requested)
-        .when(complete())
-        .then_expect_error(AssignmentError::NotConfirmed);
+    given(Requested).when(complete()).then_expect_error(AssignmentError::NotConfirmed);
 }
 
 #[test]
 fn cancelled_assignment_rejects_completion() {
-    given(Cancelled)
-        .when(complete())
-        .then_expect_error(AssignmentError::Cancelled);
+    given(Cancelled).when(complete()).then_expect_error(AssignmentError::Cancelled);
 }
 
 #[test]
 fn failed_assignment_rejects_completion() {
-    given(Failed)
-        .when(complete())
-        .then_expect_error(AssignmentError::Failed);
+    given(Failed).when(complete()).then_expect_error(AssignmentError::Failed);
 }
 
 // State and rejection codes

@@ -20,11 +20,7 @@ fn at(minute: i64) -> Timestamp {
 }
 
 fn place(address: &str, lat: f64, lng: f64) -> Location {
-    Location {
-        address: address.to_string(),
-        lat,
-        lng,
-    }
+    Location { address: address.to_string(), lat, lng }
 }
 
 fn request() -> CallRequest {
@@ -56,31 +52,19 @@ fn dispatch_started() -> CallEvent {
 }
 
 fn confirm(n: u128) -> CallCommand {
-    CallCommand::Confirm {
-        driver: driver(n),
-        at: at(2),
-    }
+    CallCommand::Confirm { driver: driver(n), at: at(2) }
 }
 
 fn confirmed(n: u128) -> CallEvent {
-    CallEvent::CallConfirmed {
-        driver: driver(n),
-        confirmed_at: at(2),
-    }
+    CallEvent::CallConfirmed { driver: driver(n), confirmed_at: at(2) }
 }
 
 fn cancel(reason: Option<&str>) -> CallCommand {
-    CallCommand::Cancel {
-        reason: reason.map(String::from),
-        at: at(3),
-    }
+    CallCommand::Cancel { reason: reason.map(String::from), at: at(3) }
 }
 
 fn cancelled(reason: Option<&str>) -> CallEvent {
-    CallEvent::CallCancelled {
-        reason: reason.map(String::from),
-        cancelled_at: at(3),
-    }
+    CallEvent::CallCancelled { reason: reason.map(String::from), cancelled_at: at(3) }
 }
 
 fn complete() -> CallCommand {
@@ -94,17 +78,11 @@ fn completed() -> CallEvent {
 const NO_DRIVER: &str = "no driver accepted";
 
 fn fail() -> CallCommand {
-    CallCommand::Fail {
-        reason: NO_DRIVER.to_string(),
-        at: at(5),
-    }
+    CallCommand::Fail { reason: NO_DRIVER.to_string(), at: at(5) }
 }
 
 fn failed() -> CallEvent {
-    CallEvent::CallFailed {
-        reason: NO_DRIVER.to_string(),
-        failed_at: at(5),
-    }
+    CallEvent::CallFailed { reason: NO_DRIVER.to_string(), failed_at: at(5) }
 }
 
 /// The events that bring a call into `status` (a confirmed call holds driver 1).
@@ -133,34 +111,23 @@ fn given_nothing() -> AggregateTestExecutor<Call> {
 
 #[test]
 fn requesting_a_new_call_records_the_request() {
-    given_nothing()
-        .when(CallCommand::Request(request()))
-        .then_expect_events(vec![CallEvent::CallRequested(request())]);
+    given_nothing().when(CallCommand::Request(request())).then_expect_events(vec![CallEvent::CallRequested(request())]);
 }
 
 #[test]
 fn repeating_the_same_request_is_a_no_op() {
-    given(Requested)
-        .when(CallCommand::Request(request()))
-        .then_expect_events(vec![]);
+    given(Requested).when(CallCommand::Request(request())).then_expect_events(vec![]);
 }
 
 #[test]
 fn repeating_the_same_request_after_completion_is_a_no_op() {
-    given(Completed)
-        .when(CallCommand::Request(request()))
-        .then_expect_events(vec![]);
+    given(Completed).when(CallCommand::Request(request())).then_expect_events(vec![]);
 }
 
 #[test]
 fn a_different_request_under_an_existing_id_is_rejected() {
-    let different = CallRequest {
-        fare: Fare::new(35_000).unwrap(),
-        ..request()
-    };
-    given(Requested)
-        .when(CallCommand::Request(different))
-        .then_expect_error(CallError::AlreadyExists);
+    let different = CallRequest { fare: Fare::new(35_000).unwrap(), ..request() };
+    given(Requested).when(CallCommand::Request(different)).then_expect_error(CallError::AlreadyExists);
 }
 
 #[test]
@@ -174,9 +141,7 @@ fn commands_on_unknown_call_are_not_found() {
 
 #[test]
 fn starting_dispatch_of_a_requested_call_records_it() {
-    given(Requested)
-        .when(start_dispatch())
-        .then_expect_events(vec![dispatch_started()]);
+    given(Requested).when(start_dispatch()).then_expect_events(vec![dispatch_started()]);
 }
 
 #[test]
@@ -191,32 +156,24 @@ fn starting_dispatch_of_a_confirmed_call_is_a_no_op() {
 
 #[test]
 fn completed_call_rejects_start_dispatch() {
-    given(Completed)
-        .when(start_dispatch())
-        .then_expect_error(CallError::AlreadyCompleted);
+    given(Completed).when(start_dispatch()).then_expect_error(CallError::AlreadyCompleted);
 }
 
 #[test]
 fn cancelled_call_rejects_start_dispatch() {
-    given(Cancelled)
-        .when(start_dispatch())
-        .then_expect_error(CallError::AlreadyCancelled);
+    given(Cancelled).when(start_dispatch()).then_expect_error(CallError::AlreadyCancelled);
 }
 
 #[test]
 fn failed_call_rejects_start_dispatch() {
-    given(Failed)
-        .when(start_dispatch())
-        .then_expect_error(CallError::AlreadyFailed);
+    given(Failed).when(start_dispatch()).then_expect_error(CallError::AlreadyFailed);
 }
 
 // Confirm
 
 #[test]
 fn confirming_a_dispatching_call_records_the_driver() {
-    given(Dispatching)
-        .when(confirm(1))
-        .then_expect_events(vec![confirmed(1)]);
+    given(Dispatching).when(confirm(1)).then_expect_events(vec![confirmed(1)]);
 }
 
 #[test]
@@ -231,74 +188,54 @@ fn confirming_the_same_driver_again_is_a_no_op() {
 
 #[test]
 fn confirming_another_driver_is_rejected() {
-    given(Confirmed)
-        .when(confirm(2))
-        .then_expect_error(CallError::AlreadyConfirmed);
+    given(Confirmed).when(confirm(2)).then_expect_error(CallError::AlreadyConfirmed);
 }
 
 #[test]
 fn completed_call_rejects_confirmation() {
-    given(Completed)
-        .when(confirm(1))
-        .then_expect_error(CallError::AlreadyCompleted);
+    given(Completed).when(confirm(1)).then_expect_error(CallError::AlreadyCompleted);
 }
 
 #[test]
 fn cancelled_call_rejects_late_confirmation() {
-    given(Cancelled)
-        .when(confirm(1))
-        .then_expect_error(CallError::AlreadyCancelled);
+    given(Cancelled).when(confirm(1)).then_expect_error(CallError::AlreadyCancelled);
 }
 
 #[test]
 fn failed_call_rejects_confirmation() {
-    given(Failed)
-        .when(confirm(1))
-        .then_expect_error(CallError::AlreadyFailed);
+    given(Failed).when(confirm(1)).then_expect_error(CallError::AlreadyFailed);
 }
 
 // Cancel
 
 #[test]
 fn cancelling_a_requested_call_records_the_reason() {
-    given(Requested)
-        .when(cancel(Some("changed plans")))
-        .then_expect_events(vec![cancelled(Some("changed plans"))]);
+    given(Requested).when(cancel(Some("changed plans"))).then_expect_events(vec![cancelled(Some("changed plans"))]);
 }
 
 #[test]
 fn cancelling_a_dispatching_call_without_a_reason_records_it() {
-    given(Dispatching)
-        .when(cancel(None))
-        .then_expect_events(vec![cancelled(None)]);
+    given(Dispatching).when(cancel(None)).then_expect_events(vec![cancelled(None)]);
 }
 
 #[test]
 fn cancelling_a_confirmed_call_records_it() {
-    given(Confirmed)
-        .when(cancel(None))
-        .then_expect_events(vec![cancelled(None)]);
+    given(Confirmed).when(cancel(None)).then_expect_events(vec![cancelled(None)]);
 }
 
 #[test]
 fn completed_call_rejects_cancel() {
-    given(Completed)
-        .when(cancel(None))
-        .then_expect_error(CallError::AlreadyCompleted);
+    given(Completed).when(cancel(None)).then_expect_error(CallError::AlreadyCompleted);
 }
 
 #[test]
 fn cancelled_call_rejects_a_second_cancel() {
-    given(Cancelled)
-        .when(cancel(None))
-        .then_expect_error(CallError::AlreadyCancelled);
+    given(Cancelled).when(cancel(None)).then_expect_error(CallError::AlreadyCancelled);
 }
 
 #[test]
 fn failed_call_rejects_cancel() {
-    given(Failed)
-        .when(cancel(None))
-        .then_expect_error(CallError::AlreadyFailed);
+    given(Failed).when(cancel(None)).then_expect_error(CallError::AlreadyFailed);
 }
 
 // Complete
@@ -310,37 +247,27 @@ fn completing_a_confirmed_call_records_it() {
 
 #[test]
 fn requested_call_cannot_be_completed() {
-    given(Requested)
-        .when(complete())
-        .then_expect_error(CallError::NotConfirmed);
+    given(Requested).when(complete()).then_expect_error(CallError::NotConfirmed);
 }
 
 #[test]
 fn dispatching_call_cannot_be_completed() {
-    given(Dispatching)
-        .when(complete())
-        .then_expect_error(CallError::NotConfirmed);
+    given(Dispatching).when(complete()).then_expect_error(CallError::NotConfirmed);
 }
 
 #[test]
 fn completed_call_rejects_a_second_completion() {
-    given(Completed)
-        .when(complete())
-        .then_expect_error(CallError::AlreadyCompleted);
+    given(Completed).when(complete()).then_expect_error(CallError::AlreadyCompleted);
 }
 
 #[test]
 fn cancelled_call_rejects_completion() {
-    given(Cancelled)
-        .when(complete())
-        .then_expect_error(CallError::AlreadyCancelled);
+    given(Cancelled).when(complete()).then_expect_error(CallError::AlreadyCancelled);
 }
 
 #[test]
 fn failed_call_rejects_completion() {
-    given(Failed)
-        .when(complete())
-        .then_expect_error(CallError::AlreadyFailed);
+    given(Failed).when(complete()).then_expect_error(CallError::AlreadyFailed);
 }
 
 // Fail
@@ -357,9 +284,7 @@ fn failing_a_dispatching_call_records_the_reason() {
 
 #[test]
 fn confirmed_call_cannot_fail() {
-    given(Confirmed)
-        .when(fail())
-        .then_expect_error(CallError::AlreadyConfirmed);
+    given(Confirmed).when(fail()).then_expect_error(CallError::AlreadyConfirmed);
 }
 
 #[test]
@@ -369,16 +294,12 @@ fn failing_a_failed_call_again_is_a_no_op() {
 
 #[test]
 fn completed_call_rejects_failure() {
-    given(Completed)
-        .when(fail())
-        .then_expect_error(CallError::AlreadyCompleted);
+    given(Completed).when(fail()).then_expect_error(CallError::AlreadyCompleted);
 }
 
 #[test]
 fn cancelled_call_rejects_failure() {
-    given(Cancelled)
-        .when(fail())
-        .then_expect_error(CallError::AlreadyCancelled);
+    given(Cancelled).when(fail()).then_expect_error(CallError::AlreadyCancelled);
 }
 
 // State and rejection codes

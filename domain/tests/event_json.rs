@@ -34,11 +34,7 @@ fn tel() -> Tel {
 }
 
 fn location() -> Location {
-    Location {
-        address: "마포구".to_string(),
-        lat: 37.5663,
-        lng: 126.9019,
-    }
+    Location { address: "마포구".to_string(), lat: 37.5663, lng: 126.9019 }
 }
 
 fn location_json() -> Value {
@@ -61,11 +57,7 @@ fn call_request() -> CallRequest {
         call_id: call_id(),
         tel: tel(),
         pickup: location(),
-        destination: Some(Location {
-            address: "강남구".to_string(),
-            lat: 37.5172,
-            lng: 127.0473,
-        }),
+        destination: Some(Location { address: "강남구".to_string(), lat: 37.5172, lng: 127.0473 }),
         drive_type: DriveType::Manual,
         fare: Fare::new(25_000).unwrap(),
         requested_at: noon(),
@@ -86,19 +78,12 @@ fn call_requested_json() -> Value {
 
 #[test]
 fn call_requested_wire_format() {
-    assert_wire(
-        CallEvent::CallRequested(call_request()),
-        "CallRequested",
-        call_requested_json(),
-    );
+    assert_wire(CallEvent::CallRequested(call_request()), "CallRequested", call_requested_json());
 }
 
 #[test]
 fn call_requested_without_destination_writes_null() {
-    let event = CallEvent::CallRequested(CallRequest {
-        destination: None,
-        ..call_request()
-    });
+    let event = CallEvent::CallRequested(CallRequest { destination: None, ..call_request() });
     let mut expected = call_requested_json();
     expected["CallRequested"]["destination"] = Value::Null;
     assert_wire(event, "CallRequested", expected);
@@ -107,24 +92,13 @@ fn call_requested_without_destination_writes_null() {
 #[test]
 fn call_dispatch_started_wire_format() {
     let event = CallEvent::CallDispatchStarted { started_at: noon() };
-    assert_wire(
-        event,
-        "CallDispatchStarted",
-        json!({ "CallDispatchStarted": { "started_at": NOON } }),
-    );
+    assert_wire(event, "CallDispatchStarted", json!({ "CallDispatchStarted": { "started_at": NOON } }));
 }
 
 #[test]
 fn call_confirmed_wire_format() {
-    let driver = AssignedDriver {
-        driver_id: driver_id(),
-        name: "김기사".to_string(),
-        tel: tel(),
-    };
-    let event = CallEvent::CallConfirmed {
-        driver,
-        confirmed_at: noon(),
-    };
+    let driver = AssignedDriver { driver_id: driver_id(), name: "김기사".to_string(), tel: tel() };
+    let event = CallEvent::CallConfirmed { driver, confirmed_at: noon() };
     let expected = json!({ "CallConfirmed": {
         "driver": { "driver_id": DRIVER_ID, "name": "김기사", "tel": TEL },
         "confirmed_at": NOON,
@@ -134,48 +108,27 @@ fn call_confirmed_wire_format() {
 
 #[test]
 fn call_cancelled_wire_format() {
-    let event = CallEvent::CallCancelled {
-        reason: Some("changed plans".to_string()),
-        cancelled_at: noon(),
-    };
+    let event = CallEvent::CallCancelled { reason: Some("changed plans".to_string()), cancelled_at: noon() };
     let expected = json!({ "CallCancelled": { "reason": "changed plans", "cancelled_at": NOON } });
     assert_wire(event, "CallCancelled", expected);
 }
 
 #[test]
 fn call_cancelled_without_reason_wire_format() {
-    let event = CallEvent::CallCancelled {
-        reason: None,
-        cancelled_at: noon(),
-    };
-    assert_wire(
-        event,
-        "CallCancelled",
-        json!({ "CallCancelled": { "reason": null, "cancelled_at": NOON } }),
-    );
+    let event = CallEvent::CallCancelled { reason: None, cancelled_at: noon() };
+    assert_wire(event, "CallCancelled", json!({ "CallCancelled": { "reason": null, "cancelled_at": NOON } }));
 }
 
 #[test]
 fn call_completed_wire_format() {
     let event = CallEvent::CallCompleted { completed_at: noon() };
-    assert_wire(
-        event,
-        "CallCompleted",
-        json!({ "CallCompleted": { "completed_at": NOON } }),
-    );
+    assert_wire(event, "CallCompleted", json!({ "CallCompleted": { "completed_at": NOON } }));
 }
 
 #[test]
 fn call_failed_wire_format() {
-    let event = CallEvent::CallFailed {
-        reason: "no driver".to_string(),
-        failed_at: noon(),
-    };
-    assert_wire(
-        event,
-        "CallFailed",
-        json!({ "CallFailed": { "reason": "no driver", "failed_at": NOON } }),
-    );
+    let event = CallEvent::CallFailed { reason: "no driver".to_string(), failed_at: noon() };
+    assert_wire(event, "CallFailed", json!({ "CallFailed": { "reason": "no driver", "failed_at": NOON } }));
 }
 
 // DriverEvent
@@ -201,20 +154,14 @@ fn driver_registered_wire_format() {
 
 #[test]
 fn driver_went_online_wire_format() {
-    let event = DriverEvent::DriverWentOnline {
-        location: location(),
-        online_at: noon(),
-    };
+    let event = DriverEvent::DriverWentOnline { location: location(), online_at: noon() };
     let expected = json!({ "DriverWentOnline": { "location": location_json(), "online_at": NOON } });
     assert_wire(event, "DriverWentOnline", expected);
 }
 
 #[test]
 fn driver_location_updated_wire_format() {
-    let event = DriverEvent::DriverLocationUpdated {
-        location: location(),
-        updated_at: noon(),
-    };
+    let event = DriverEvent::DriverLocationUpdated { location: location(), updated_at: noon() };
     let expected = json!({ "DriverLocationUpdated": { "location": location_json(), "updated_at": NOON } });
     assert_wire(event, "DriverLocationUpdated", expected);
 }
@@ -222,30 +169,20 @@ fn driver_location_updated_wire_format() {
 #[test]
 fn driver_went_offline_wire_format() {
     let event = DriverEvent::DriverWentOffline { offline_at: noon() };
-    assert_wire(
-        event,
-        "DriverWentOffline",
-        json!({ "DriverWentOffline": { "offline_at": NOON } }),
-    );
+    assert_wire(event, "DriverWentOffline", json!({ "DriverWentOffline": { "offline_at": NOON } }));
 }
 
 #[test]
 fn driver_reserved_wire_format() {
-    let event = DriverEvent::DriverReserved {
-        call_id: call_id(),
-        reserved_at: noon(),
-    };
+    let event = DriverEvent::DriverReserved { call_id: call_id(), reserved_at: noon() };
     let expected = json!({ "DriverReserved": { "call_id": CALL_ID, "reserved_at": NOON } });
     assert_wire(event, "DriverReserved", expected);
 }
 
 #[test]
 fn driver_released_wire_format() {
-    let event = DriverEvent::DriverReleased {
-        call_id: call_id(),
-        reason: ReleaseReason::NotNeeded,
-        released_at: noon(),
-    };
+    let event =
+        DriverEvent::DriverReleased { call_id: call_id(), reason: ReleaseReason::NotNeeded, released_at: noon() };
     let expected = json!({ "DriverReleased": { "call_id": CALL_ID, "reason": "NOT_NEEDED", "released_at": NOON } });
     assert_wire(event, "DriverReleased", expected);
 }
@@ -263,10 +200,7 @@ fn release_reasons_and_drive_types_have_screaming_snake_case_names() {
     }
     for drive_type in [DriveType::Auto, DriveType::Manual] {
         assert_eq!(serde_json::to_value(drive_type).unwrap(), json!(drive_type.as_str()));
-        assert_eq!(
-            serde_json::from_value::<DriveType>(json!(drive_type.as_str())).unwrap(),
-            drive_type
-        );
+        assert_eq!(serde_json::from_value::<DriveType>(json!(drive_type.as_str())).unwrap(), drive_type);
     }
 }
 
@@ -308,10 +242,7 @@ fn assignment_candidate_refused_wire_format() {
 
 #[test]
 fn assignment_confirmed_wire_format() {
-    let event = AssignmentEvent::AssignmentConfirmed {
-        driver_id: driver_id(),
-        confirmed_at: noon(),
-    };
+    let event = AssignmentEvent::AssignmentConfirmed { driver_id: driver_id(), confirmed_at: noon() };
     let expected = json!({ "AssignmentConfirmed": { "driver_id": DRIVER_ID, "confirmed_at": NOON } });
     assert_wire(event, "AssignmentConfirmed", expected);
 }
@@ -333,31 +264,21 @@ fn assignment_cancelled_wire_format() {
 
 #[test]
 fn assignment_cancelled_without_driver_or_reason_wire_format() {
-    let event = AssignmentEvent::AssignmentCancelled {
-        driver_id: None,
-        reason: None,
-        cancelled_at: noon(),
-    };
+    let event = AssignmentEvent::AssignmentCancelled { driver_id: None, reason: None, cancelled_at: noon() };
     let expected = json!({ "AssignmentCancelled": { "driver_id": null, "reason": null, "cancelled_at": NOON } });
     assert_wire(event, "AssignmentCancelled", expected);
 }
 
 #[test]
 fn assignment_failed_wire_format() {
-    let event = AssignmentEvent::AssignmentFailed {
-        reason: "no candidates".to_string(),
-        failed_at: noon(),
-    };
+    let event = AssignmentEvent::AssignmentFailed { reason: "no candidates".to_string(), failed_at: noon() };
     let expected = json!({ "AssignmentFailed": { "reason": "no candidates", "failed_at": NOON } });
     assert_wire(event, "AssignmentFailed", expected);
 }
 
 #[test]
 fn assignment_completed_wire_format() {
-    let event = AssignmentEvent::AssignmentCompleted {
-        driver_id: driver_id(),
-        completed_at: noon(),
-    };
+    let event = AssignmentEvent::AssignmentCompleted { driver_id: driver_id(), completed_at: noon() };
     let expected = json!({ "AssignmentCompleted": { "driver_id": DRIVER_ID, "completed_at": NOON } });
     assert_wire(event, "AssignmentCompleted", expected);
 }

@@ -57,11 +57,7 @@ pub struct Projector<V> {
 
 impl<V: StreamView> Projector<V> {
     pub fn new(store: Store, changes: ViewChanges) -> Self {
-        Self {
-            store,
-            changes,
-            view: PhantomData,
-        }
+        Self { store, changes, view: PhantomData }
     }
 
     /// Applies the next batch of events; returns how many events it read (0: caught up).
@@ -85,11 +81,7 @@ impl<V: StreamView> Projector<V> {
         for (id, view) in touched {
             if let Some(view) = view {
                 save(&mut tx, id, &view).await?;
-                changes.push(ViewChange {
-                    view: V::NAME,
-                    id,
-                    version: view.version(),
-                });
+                changes.push(ViewChange { view: V::NAME, id, version: view.version() });
             }
         }
         checkpoint::save(&mut tx, V::NAME, last_position).await?;
@@ -126,15 +118,9 @@ async fn load<V: StreamView>(tx: &mut Tx, id: Uuid) -> Result<Option<V>, StoreEr
 }
 
 async fn save<V: StreamView>(tx: &mut Tx, id: Uuid, view: &V) -> Result<(), StoreError> {
-    let columns: Vec<&str> = [V::KEY, "version", "doc"]
-        .into_iter()
-        .chain(V::INDEX_COLUMNS.iter().copied())
-        .collect();
+    let columns: Vec<&str> = [V::KEY, "version", "doc"].into_iter().chain(V::INDEX_COLUMNS.iter().copied()).collect();
     let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
-    let updates: Vec<String> = columns[1..]
-        .iter()
-        .map(|column| format!("{column} = excluded.{column}"))
-        .collect();
+    let updates: Vec<String> = columns[1..].iter().map(|column| format!("{column} = excluded.{column}")).collect();
     let sql = format!(
         "INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT ({key}) DO UPDATE SET {updates}",
         table = V::TABLE,

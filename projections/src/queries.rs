@@ -12,9 +12,7 @@ use domain::DriverStatus;
 pub const MAX_LIST: i64 = 1000;
 
 fn parse_docs<V: StreamView>(docs: Vec<String>) -> Result<Vec<V>, StoreError> {
-    docs.iter()
-        .map(|doc| serde_json::from_str(doc).map_err(StoreError::from))
-        .collect()
+    docs.iter().map(|doc| serde_json::from_str(doc).map_err(StoreError::from)).collect()
 }
 
 /// The view row with this id.
@@ -29,11 +27,7 @@ pub async fn get<V: StreamView>(store: &Store, id: Uuid) -> Result<Option<V>, St
 /// Up to `limit` rows of a view, newest first.
 pub async fn list<V: StreamView>(store: &Store, limit: i64) -> Result<Vec<V>, StoreError> {
     let order = V::INDEX_COLUMNS.last().copied().unwrap_or(V::KEY);
-    let sql = format!(
-        "SELECT doc FROM {} ORDER BY {order} DESC, {} DESC LIMIT $1",
-        V::TABLE,
-        V::KEY
-    );
+    let sql = format!("SELECT doc FROM {} ORDER BY {order} DESC, {} DESC LIMIT $1", V::TABLE, V::KEY);
     let docs: Vec<String> = on_db!(store.db(), pool => {
         sqlx::query_scalar(&sql).bind(limit.min(MAX_LIST)).fetch_all(pool).await?
     });

@@ -189,27 +189,20 @@ impl StreamView for DriverView {
     fn apply(view: Option<Self>, event: &AnyEvent, logged: &LoggedEvent) -> Option<Self> {
         let AnyEvent::Driver(event) = event else { return None };
         let mut view = match (view, event) {
-            (
-                None,
-                DriverEvent::DriverRegistered {
-                    driver_id,
-                    name,
-                    tel,
-                    can_drive_manual,
-                    registered_at,
-                },
-            ) => DriverView {
-                driver_id: *driver_id,
-                name: name.clone(),
-                tel: tel.to_string(),
-                can_drive_manual: *can_drive_manual,
-                status: DriverStatus::Offline,
-                status_label: labels::driver(DriverStatus::Offline).to_string(),
-                location: None,
-                current_call_id: None,
-                registered_at: *registered_at,
-                version: 0,
-            },
+            (None, DriverEvent::DriverRegistered { driver_id, name, tel, can_drive_manual, registered_at }) => {
+                DriverView {
+                    driver_id: *driver_id,
+                    name: name.clone(),
+                    tel: tel.to_string(),
+                    can_drive_manual: *can_drive_manual,
+                    status: DriverStatus::Offline,
+                    status_label: labels::driver(DriverStatus::Offline).to_string(),
+                    location: None,
+                    current_call_id: None,
+                    registered_at: *registered_at,
+                    version: 0,
+                }
+            }
             (Some(view), _) => view,
             (None, _) => return None,
         };
@@ -236,10 +229,7 @@ impl StreamView for DriverView {
     }
 
     fn index_columns(&self) -> Vec<String> {
-        vec![
-            driver_status_name(self.status).to_string(),
-            history_key(self.registered_at),
-        ]
+        vec![driver_status_name(self.status).to_string(), history_key(self.registered_at)]
     }
 
     fn version(&self) -> i64 {
@@ -287,41 +277,31 @@ impl StreamView for AssignmentView {
             return None;
         };
         let mut view = match (view, event) {
-            (
-                None,
-                AssignmentEvent::AssignmentRequested {
-                    call_id,
-                    drive_type,
-                    candidates,
-                    requested_at,
-                    ..
-                },
-            ) => AssignmentView {
-                call_id: *call_id,
-                status: AssignmentStatus::Requested,
-                status_label: labels::assignment(AssignmentStatus::Requested).to_string(),
-                driver_id: None,
-                drive_type: *drive_type,
-                candidates: candidates.clone(),
-                candidates_tried: Vec::new(),
-                requested_at: *requested_at,
-                confirmed_at: None,
-                cancelled_at: None,
-                completed_at: None,
-                failed_at: None,
-                failure_reason: None,
-                version: 0,
-            },
+            (None, AssignmentEvent::AssignmentRequested { call_id, drive_type, candidates, requested_at, .. }) => {
+                AssignmentView {
+                    call_id: *call_id,
+                    status: AssignmentStatus::Requested,
+                    status_label: labels::assignment(AssignmentStatus::Requested).to_string(),
+                    driver_id: None,
+                    drive_type: *drive_type,
+                    candidates: candidates.clone(),
+                    candidates_tried: Vec::new(),
+                    requested_at: *requested_at,
+                    confirmed_at: None,
+                    cancelled_at: None,
+                    completed_at: None,
+                    failed_at: None,
+                    failure_reason: None,
+                    version: 0,
+                }
+            }
             (Some(view), _) => view,
             (None, _) => return None,
         };
         match event {
             AssignmentEvent::AssignmentRequested { .. } => {}
             AssignmentEvent::AssignmentCandidateRefused { driver_id, .. } => view.candidates_tried.push(*driver_id),
-            AssignmentEvent::AssignmentConfirmed {
-                driver_id,
-                confirmed_at,
-            } => {
+            AssignmentEvent::AssignmentConfirmed { driver_id, confirmed_at } => {
                 view.candidates_tried.push(*driver_id);
                 view.driver_id = Some(*driver_id);
                 view.confirmed_at = Some(*confirmed_at);

@@ -1,5 +1,6 @@
 //! The saga's step function and its loop.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -63,11 +64,7 @@ fn settled<E: std::error::Error>(
 
 impl DispatchSaga {
     pub fn new(store: Store, config: SagaConfig) -> Self {
-        Self {
-            store,
-            config,
-            loaded: None,
-        }
+        Self { store, config, loaded: None }
     }
 
     /// Handles the next batch of events, then (when caught up with the log) matches
@@ -76,10 +73,7 @@ impl DispatchSaga {
     pub async fn run_once(&mut self) -> Result<usize, StoreError> {
         let (mut state, from) = match self.loaded.take() {
             Some(loaded) => loaded,
-            None => (
-                SagaState::load(&self.store).await?,
-                checkpoint::read(&self.store, SAGA_NAME).await?,
-            ),
+            None => (SagaState::load(&self.store).await?, checkpoint::read(&self.store, SAGA_NAME).await?),
         };
         let events = self.store.read_after(from, BATCH_SIZE).await?;
         let to = events.last().map_or(from, |event| event.position);
@@ -163,11 +157,7 @@ impl DispatchSaga {
                 .ok();
                 let started = self
                     .store
-                    .execute::<Call>(
-                        id,
-                        CallCommand::StartDispatch { at: now },
-                        &meta(id, cause, "StartDispatch", now),
-                    )
+                    .execute::<Call>(id, CallCommand::StartDispatch { at: now }, &meta(id, cause, "StartDispatch", now))
                     .await;
                 // A call cancelled before dispatch began needs no driver.
                 if settled(started)?.is_ok() {
@@ -185,8 +175,20 @@ impl DispatchSaga {
             AnyEvent::Call(CallEvent::CallDispatchStarted { .. }) => {}
             AnyEvent::Driver(event) => {
                 state.apply_driver_event(id, &event);
-                if let DriverEvent::DriverReserved { call_id, .. } = event {
-                    self.confirm(state, call_id, id, cause).await?;
+                match event {
+                    DriverEvent::DriverReserved { call_id, .. } => {
+                        if let Some(dispatch) = state.dispatch_mut(call_id) {
+                            dispatch.reserved_driver = Some(id);
+                        }
+                        self.confirm(state, call_id, id, cause).await?;
+                    }
+                    DriverEvent::DriverReleased { call_id, .. } => {
+                        // A call still being dispatched lost its driver: it waits again.
+                        if let Some(dispatch) = state.dispatch_mut(call_id).filter(|d| d.reserved_driver == Some(id)) {
+                            dispatch.reserved_driver = None;
+                        }
+                    }
+                    _ => {}
                 }
             }
             AnyEvent::Assignment(_) | AnyEvent::Unknown => {}
@@ -206,9 +208,7 @@ impl DispatchSaga {
         let now = Utc::now();
         let confirm = AssignmentCommand::Confirm { driver_id, at: now };
         let confirmed = settled(
-            self.store
-                .execute::<Assignment>(call_id, confirm, &meta(call_id, cause, "ConfirmAssignment", now))
-                .await,
+            self.store.execute::<Assignment>(call_id, confirm, &meta(call_id, cause, "ConfirmAssignment", now)).await,
         )?;
         let committed = match confirmed {
             Ok(committed) => committed,
@@ -221,20 +221,11 @@ impl DispatchSaga {
         let Some(driver) = state.drivers.get(&driver_id) else {
             return Ok(());
         };
-        let assigned = AssignedDriver {
-            driver_id,
-            name: driver.name.clone(),
-            tel: driver.tel.clone(),
-        };
+        let assigned = AssignedDriver { driver_id, name: driver.name.clone(), tel: driver.tel.clone() };
         let cause = event_id(Assignment::TYPE, &call_id.to_string(), committed.version);
-        let confirm_call = CallCommand::Confirm {
-            driver: assigned,
-            at: now,
-        };
+        let confirm_call = CallCommand::Confirm { driver: assigned, at: now };
         match settled(
-            self.store
-                .execute::<Call>(call_id, confirm_call, &meta(call_id, cause, "ConfirmCall", now))
-                .await,
+            self.store.execute::<Call>(call_id, confirm_call, &meta(call_id, cause, "ConfirmCall", now)).await,
         )? {
             Ok(_) => state.finish_dispatch(call_id),
             // The cancel that beat us will cancel the assignment and release the driver.
@@ -252,15 +243,9 @@ impl DispatchSaga {
         cause: Uuid,
     ) -> Result<(), StoreError> {
         let now = Utc::now();
-        let release = DriverCommand::Release {
-            call_id,
-            reason,
-            at: now,
-        };
+        let release = DriverCommand::Release { call_id, reason, at: now };
         match settled(
-            self.store
-                .execute::<Driver>(driver_id, release, &meta(call_id, cause, "ReleaseDriver", now))
-                .await,
+            self.store.execute::<Driver>(driver_id, release, &meta(call_id, cause, "ReleaseDriver", now)).await,
         )? {
             Ok(_) | Err(DriverError::NotReservedForCall | DriverError::NotFound) => Ok(()),
             Err(rejection) => {
@@ -281,24 +266,16 @@ impl DispatchSaga {
         let now = Utc::now();
         let (command, name, reason) = match closing {
             Closing::Cancel => (
-                AssignmentCommand::Cancel {
-                    reason: Some("call cancelled".into()),
-                    at: now,
-                },
+                AssignmentCommand::Cancel { reason: Some("call cancelled".into()), at: now },
                 "CancelAssignment",
                 ReleaseReason::CallCancelled,
             ),
-            Closing::Complete => (
-                AssignmentCommand::Complete { at: now },
-                "CompleteAssignment",
-                ReleaseReason::CallCompleted,
-            ),
+            Closing::Complete => {
+                (AssignmentCommand::Complete { at: now }, "CompleteAssignment", ReleaseReason::CallCompleted)
+            }
         };
-        let closed = settled(
-            self.store
-                .execute::<Assignment>(call_id, command, &meta(call_id, cause, name, now))
-                .await,
-        )?;
+        let closed =
+            settled(self.store.execute::<Assignment>(call_id, command, &meta(call_id, cause, name, now)).await)?;
         let (assignment, version) = self.store.load::<Assignment>(call_id).await?;
         let release_cause = match closed {
             Ok(_) => event_id(Assignment::TYPE, &call_id.to_string(), version),
@@ -308,11 +285,7 @@ impl DispatchSaga {
         // is known from the driver's own events.
         let mut holders: Vec<Uuid> = assignment.driver_id().into_iter().collect();
         holders.extend(
-            state
-                .drivers
-                .values()
-                .filter(|driver| driver.reserved_for == Some(call_id))
-                .map(|driver| driver.driver_id),
+            state.drivers.values().filter(|driver| driver.reserved_for == Some(call_id)).map(|driver| driver.driver_id),
         );
         holders.dedup();
         for driver_id in holders {
@@ -323,13 +296,12 @@ impl DispatchSaga {
 
     /// Offers each waiting call, oldest first, the nearest free driver who fits.
     async fn match_waiting_calls(&self, state: &mut SagaState) -> Result<(), StoreError> {
-        let mut waiting: Vec<Dispatch> = state
-            .dispatches
-            .values()
-            .filter(|dispatch| dispatch.reserved_driver.is_none())
-            .cloned()
-            .collect();
+        let mut waiting: Vec<Dispatch> =
+            state.dispatches.values().filter(|dispatch| dispatch.reserved_driver.is_none()).cloned().collect();
         waiting.sort_by_key(|dispatch| (dispatch.requested_at, dispatch.call_id));
+        // Drivers who refused a reservation this round: our picture of them was stale,
+        // and their own events, on their way, will correct it.
+        let mut refused = HashSet::new();
         for dispatch in waiting {
             let call_id = dispatch.call_id;
             let cause = event_id(Assignment::TYPE, &call_id.to_string(), 1);
@@ -340,16 +312,13 @@ impl DispatchSaga {
                 self.config.radius_km * 1000.0,
             );
             for (driver_id, _) in candidates {
+                if refused.contains(&driver_id) {
+                    continue;
+                }
                 let now = Utc::now();
-                let reserve = DriverCommand::Reserve {
-                    call_id,
-                    drive_type: dispatch.drive_type,
-                    at: now,
-                };
+                let reserve = DriverCommand::Reserve { call_id, drive_type: dispatch.drive_type, at: now };
                 match settled(
-                    self.store
-                        .execute::<Driver>(driver_id, reserve, &meta(call_id, cause, "ReserveDriver", now))
-                        .await,
+                    self.store.execute::<Driver>(driver_id, reserve, &meta(call_id, cause, "ReserveDriver", now)).await,
                 )? {
                     Ok(committed) => {
                         if let Some(driver) = state.driver_mut(driver_id) {
@@ -363,16 +332,9 @@ impl DispatchSaga {
                         break;
                     }
                     Err(rejection) => {
-                        // Our picture of the driver was stale; their own events will
-                        // correct it. Until then, keep them out of this round.
-                        if let Some(driver) = state.drivers.get_mut(&driver_id) {
-                            driver.online = false;
-                        }
-                        let refusal = AssignmentCommand::RecordRefusal {
-                            driver_id,
-                            reason: rejection.to_string(),
-                            at: now,
-                        };
+                        refused.insert(driver_id);
+                        let refusal =
+                            AssignmentCommand::RecordRefusal { driver_id, reason: rejection.to_string(), at: now };
                         settled(
                             self.store
                                 .execute::<Assignment>(call_id, refusal, &meta(call_id, cause, "RecordRefusal", now))
@@ -397,14 +359,9 @@ impl DispatchSaga {
         for call_id in overdue {
             let reason = "no driver available before the dispatch deadline".to_string();
             let cause = event_id(Call::TYPE, &call_id.to_string(), 1);
-            let fail = AssignmentCommand::Fail {
-                reason: reason.clone(),
-                at: now,
-            };
+            let fail = AssignmentCommand::Fail { reason: reason.clone(), at: now };
             let failed = settled(
-                self.store
-                    .execute::<Assignment>(call_id, fail, &meta(call_id, cause, "FailAssignment", now))
-                    .await,
+                self.store.execute::<Assignment>(call_id, fail, &meta(call_id, cause, "FailAssignment", now)).await,
             )?;
             let cause = match failed {
                 Ok(committed) => event_id(Assignment::TYPE, &call_id.to_string(), committed.version),
@@ -412,12 +369,7 @@ impl DispatchSaga {
                 Err(_) => continue,
             };
             let fail_call = CallCommand::Fail { reason, at: now };
-            settled(
-                self.store
-                    .execute::<Call>(call_id, fail_call, &meta(call_id, cause, "FailCall", now))
-                    .await,
-            )?
-            .ok();
+            settled(self.store.execute::<Call>(call_id, fail_call, &meta(call_id, cause, "FailCall", now)).await)?.ok();
             state.finish_dispatch(call_id);
         }
         Ok(())

@@ -87,13 +87,7 @@ impl SagaState {
 
     /// Follows a driver's own events.
     pub fn apply_driver_event(&mut self, driver_id: Uuid, event: &DriverEvent) {
-        if let DriverEvent::DriverRegistered {
-            name,
-            tel,
-            can_drive_manual,
-            ..
-        } = event
-        {
+        if let DriverEvent::DriverRegistered { name, tel, can_drive_manual, .. } = event {
             self.changed_drivers.insert(driver_id);
             self.drivers.insert(
                 driver_id,
@@ -131,26 +125,12 @@ impl SagaState {
             let Some(driver) = self.drivers.get(&driver_id) else {
                 continue;
             };
-            upsert(
-                tx,
-                "saga_drivers",
-                "driver_id",
-                driver_id,
-                serde_json::to_string(driver)?,
-            )
-            .await?;
+            upsert(tx, "saga_drivers", "driver_id", driver_id, serde_json::to_string(driver)?).await?;
         }
         for call_id in std::mem::take(&mut self.changed_dispatches) {
             match self.dispatches.get(&call_id) {
                 Some(dispatch) => {
-                    upsert(
-                        tx,
-                        "saga_dispatches",
-                        "call_id",
-                        call_id,
-                        serde_json::to_string(dispatch)?,
-                    )
-                    .await?
+                    upsert(tx, "saga_dispatches", "call_id", call_id, serde_json::to_string(dispatch)?).await?
                 }
                 None => on_tx!(&mut *tx, conn => {
                     sqlx::query("DELETE FROM saga_dispatches WHERE call_id = $1")

@@ -77,17 +77,11 @@ impl Db {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options)
-                .await?;
+            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect(url)
-                .await?;
+            let pool =
+                PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect(url).await?;
             Ok(Self::Postgres(pool))
         } else {
             Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -130,11 +124,7 @@ impl Db {
                 None => Vec::new(),
             }
         });
-        Ok(self
-            .migrator()
-            .iter()
-            .filter(|migration| !applied.contains(&migration.version))
-            .count())
+        Ok(self.migrator().iter().filter(|migration| !applied.contains(&migration.version)).count())
     }
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {

@@ -121,22 +121,12 @@ where
 {
     let mut context = store.load_aggregate(id).await?;
     let sink = EventSink::default();
-    context
-        .aggregate
-        .handle(command, &(), &sink)
-        .await
-        .map_err(AggregateError::UserError)?;
+    context.aggregate.handle(command, &(), &sink).await.map_err(AggregateError::UserError)?;
     let events = sink.collect().await;
     let before = context.current_sequence;
     if events.is_empty() {
-        return Ok(Committed {
-            version: sequence_as_version(before),
-            appended: 0,
-        });
+        return Ok(Committed { version: sequence_as_version(before), appended: 0 });
     }
     let committed = store.commit(events, context, meta.to_map()).await?;
-    Ok(Committed {
-        version: sequence_as_version(before + committed.len()),
-        appended: committed.len(),
-    })
+    Ok(Committed { version: sequence_as_version(before + committed.len()), appended: committed.len() })
 }

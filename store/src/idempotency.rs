@@ -18,11 +18,7 @@ pub enum Claim {
     New,
     /// The key already names a call, first requested at `created_at`; `same_request`
     /// tells whether the bodies match.
-    Existing {
-        call_id: Uuid,
-        same_request: bool,
-        created_at: Timestamp,
-    },
+    Existing { call_id: Uuid, same_request: bool, created_at: Timestamp },
 }
 
 /// Claims `key` for `call_id` unless it already names a live call.

@@ -21,6 +21,11 @@ pub use executor::{CommandError, Committed};
 pub use log::{AnyEvent, LogPosition, LoggedEvent};
 pub use metadata::{event_id, CommandMeta};
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
 /// An error with all of its causes, for logs: `outer: inner: root`.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -32,11 +37,6 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
-
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::sync::watch;
 
 /// The store and its wake-up signal; cheap to clone.
 #[derive(Clone)]
@@ -57,10 +57,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let db = Db::connect(url).await?;
         let (appended, _) = watch::channel(0);
-        let store = Self {
-            db,
-            appended: Arc::new(appended),
-        };
+        let store = Self { db, appended: Arc::new(appended) };
         if let Db::Postgres(pool) = &store.db {
             tokio::spawn(db::forward_notifications(pool.clone(), Arc::downgrade(&store.appended)));
         }

@@ -12,10 +12,7 @@ const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1c_8a53_2f0e_4c7b_9a44_3b1d
 
 /// The id of the event at `sequence` in the stream `aggregate_type/aggregate_id`.
 pub fn event_id(aggregate_type: &str, aggregate_id: &str, sequence: i64) -> Uuid {
-    Uuid::new_v5(
-        &EVENT_ID_NAMESPACE,
-        format!("{aggregate_type}/{aggregate_id}/{sequence}").as_bytes(),
-    )
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{aggregate_type}/{aggregate_id}/{sequence}").as_bytes())
 }
 
 /// Who asked for a command, and why: stored with each event it produces.
@@ -38,10 +35,7 @@ impl CommandMeta {
             ("causation_id".to_string(), self.causation_id.to_string()),
             ("command_id".to_string(), self.command_id.to_string()),
             ("actor".to_string(), self.actor.clone()),
-            (
-                "recorded_at".to_string(),
-                self.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            ),
+            ("recorded_at".to_string(), self.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
         ])
     }
 }

@@ -25,10 +25,7 @@ pub async fn fresh_database_url(backend: TestBackend) -> Option<String> {
         TestBackend::Sqlite => {
             let dir = std::env::temp_dir().join("drivercenter-tests");
             std::fs::create_dir_all(&dir).expect("create the test directory");
-            Some(format!(
-                "sqlite://{}",
-                dir.join(format!("{}.db", Uuid::now_v7())).display()
-            ))
+            Some(format!("sqlite://{}", dir.join(format!("{}.db", Uuid::now_v7())).display()))
         }
         TestBackend::Postgres => {
             let server = std::env::var("DRIVERCENTER_TEST_PG").unwrap_or_else(|_| DEFAULT_TEST_PG.to_string());
@@ -42,10 +39,7 @@ pub async fn fresh_database_url(backend: TestBackend) -> Option<String> {
                 Err(error) => panic!("CI=true requires PostgreSQL at {server}: {error}"),
             };
             let name = format!("drivercenter_test_{}", Uuid::now_v7().simple());
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .expect("create a test database");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create a test database");
             Some(format!("{server}/{name}"))
         }
     }

@@ -68,11 +68,7 @@ impl CreateCall {
 /// Parses a JSON body by hand so that its canonical form can key idempotency.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<(T, Value), ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_JSON",
-            format!("the body is not JSON: {error}"),
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_JSON", format!("the body is not JSON: {error}"))
     })?;
     let parsed =
         serde_json::from_value(value.clone()).map_err(|error| ApiError::invalid("INVALID_BODY", error.to_string()))?;
@@ -83,16 +79,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|key| (1..=255).contains(&key.len()));
+    let key = value.to_str().ok().map(str::trim).filter(|key| (1..=255).contains(&key.len()));
     key.map(|key| Some(key.to_string())).ok_or_else(|| {
-        ApiError::invalid(
-            "INVALID_IDEMPOTENCY_KEY",
-            "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        )
+        ApiError::invalid("INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 visible ASCII characters")
     })
 }
 
@@ -121,19 +110,13 @@ pub async fn request_call(
     if let Some((key, request_hash)) = key {
         match idempotency::claim(&state.store, &key, &request_hash, call_id, requested_at).await? {
             Claim::New => {}
-            Claim::Existing {
-                same_request: false, ..
-            } => {
+            Claim::Existing { same_request: false, .. } => {
                 return Err(ApiError::invalid(
                     "IDEMPOTENCY_KEY_REUSED",
                     "this Idempotency-Key was used with a different request within 24 hours",
                 ))
             }
-            Claim::Existing {
-                call_id: existing,
-                created_at,
-                ..
-            } => {
+            Claim::Existing { call_id: existing, created_at, .. } => {
                 call_id = existing;
                 requested_at = created_at;
             }
@@ -149,10 +132,7 @@ pub async fn request_call(
         requested_at,
     };
     let meta = command_meta(context, call_id, ACTOR);
-    state
-        .store
-        .execute::<Call>(call_id, CallCommand::Request(request.clone()), &meta)
-        .await?;
+    state.store.execute::<Call>(call_id, CallCommand::Request(request.clone()), &meta).await?;
     tracing::info!(%call_id, tel = %request.tel.masked(), drive_type = request.drive_type.as_str(), "call requested");
     Ok((call_id, request))
 }
@@ -168,35 +148,25 @@ pub async fn create(
     let key = idempotency_key(&headers)?.map(|key| (key, hex(&Sha256::digest(canonical.to_string().as_bytes()))));
     let (call_id, request) = request_call(&state, context, call, key).await?;
 
-    let mut view = view_at::<CallView>(&state, call_id, 1)
-        .await?
-        .unwrap_or_else(|| CallView::requested(&request));
+    let mut view = view_at::<CallView>(&state, call_id, 1).await?.unwrap_or_else(|| CallView::requested(&request));
     if let Some(wait) = preferred_wait(&headers) {
         let settled = |view: &CallView| view.status == CallStatus::Confirmed || view.status.is_terminal();
-        view = view_until::<CallView>(&state, call_id, wait, settled)
-            .await?
-            .unwrap_or(view);
+        view = view_until::<CallView>(&state, call_id, wait, settled).await?.unwrap_or(view);
         if view.status == CallStatus::Failed {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "NO_DRIVER_AVAILABLE",
-                view.failure_reason
-                    .clone()
-                    .unwrap_or_else(|| "no driver could be assigned".into()),
+                view.failure_reason.clone().unwrap_or_else(|| "no driver could be assigned".into()),
             )
             .with("call_id", json!(call_id))
             .with("call", json!(view)));
         }
     }
-    let status = if view.status == CallStatus::Confirmed {
-        StatusCode::CREATED
-    } else {
-        StatusCode::ACCEPTED
-    };
-    Ok(with_location(status, &format!("/calls/{call_id}"), json!(view)))
+    let status = if view.status == CallStatus::Confirmed { StatusCode::CREATED } else { StatusCode::ACCEPTED };
+    Ok(with_location(status, &format!("/calls/{call_id}"), &view))
 }
 
-pub fn with_location(status: StatusCode, location: &str, body: Value) -> Response {
+pub fn with_location(status: StatusCode, location: &str, body: impl serde::Serialize) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -246,9 +216,7 @@ pub async fn history(
     State(state): State<AppState>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let tel = query
-        .tel
-        .ok_or_else(|| ApiError::invalid("TEL_REQUIRED", "give the customer's number as ?tel="))?;
+    let tel = query.tel.ok_or_else(|| ApiError::invalid("TEL_REQUIRED", "give the customer's number as ?tel="))?;
     let tel = parse_tel(&tel)?;
     let limit = match query.limit {
         None => 20,
@@ -350,29 +318,21 @@ pub async fn stream(
     if queries::get::<CallView>(&state.store, call_id).await?.is_none() {
         return Err(call_not_found(call_id));
     }
-    let start = StreamState {
-        state,
-        call_id,
-        sent_version: 0,
-    };
+    let start = StreamState { state, call_id, sent_version: 0 };
     let events = futures::stream::unfold(Some(start), |stream| async move {
         let mut stream = stream?;
         loop {
             let sent = stream.sent_version;
-            let view = view_until::<CallView>(&stream.state, stream.call_id, STREAM_RECHECK, |view| {
-                view.version > sent
-            })
-            .await
-            .ok()
-            .flatten();
+            let view =
+                view_until::<CallView>(&stream.state, stream.call_id, STREAM_RECHECK, |view| view.version > sent)
+                    .await
+                    .ok()
+                    .flatten();
             let Some(view) = view.filter(|view| view.version > sent) else {
                 continue;
             };
             stream.sent_version = view.version;
-            let event = Event::default()
-                .event("status")
-                .json_data(&view)
-                .unwrap_or_else(|_| Event::default());
+            let event = Event::default().event("status").json_data(&view).unwrap_or_else(|_| Event::default());
             let next = (!view.status.is_terminal()).then_some(stream);
             return Some((Ok(event), next));
         }

@@ -67,12 +67,7 @@ pub async fn create(
     context: RequestContext,
     Json(body): Json<DriverCallBody>,
 ) -> Result<Response, ApiError> {
-    let pickup = LocationInput {
-        address: Some(body.location),
-        lat: None,
-        lng: None,
-    }
-    .parse()?;
+    let pickup = LocationInput { address: Some(body.location), lat: None, lng: None }.parse()?;
     let call = NewCall {
         tel: parse_tel(&body.tel)?,
         pickup,
@@ -81,27 +76,17 @@ pub async fn create(
         fare: parse_fare(parse_cost(body.cost.as_ref())?)?,
     };
     let (call_id, request) = request_call(&state, context, call, None).await?;
-    let view = view_at::<CallView>(&state, call_id, 1)
-        .await?
-        .unwrap_or_else(|| CallView::requested(&request));
-    Ok(with_location(
-        StatusCode::CREATED,
-        &format!("/drivercalls/{call_id}"),
-        compat_view(&view),
-    ))
+    let view = view_at::<CallView>(&state, call_id, 1).await?.unwrap_or_else(|| CallView::requested(&request));
+    Ok(with_location(StatusCode::CREATED, &format!("/drivercalls/{call_id}"), compat_view(&view)))
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let calls = queries::list::<CallView>(&state.store, queries::MAX_LIST).await?;
-    Ok(axum::Json(
-        json!({ "items": calls.iter().map(compat_view).collect::<Vec<_>>() }),
-    ))
+    Ok(axum::Json(json!({ "items": calls.iter().map(compat_view).collect::<Vec<_>>() })))
 }
 
 pub async fn show(State(state): State<AppState>, PathId(call_id): PathId) -> Result<axum::Json<Value>, ApiError> {
-    let view = queries::get::<CallView>(&state.store, call_id)
-        .await?
-        .ok_or_else(|| call_not_found(call_id))?;
+    let view = queries::get::<CallView>(&state.store, call_id).await?.ok_or_else(|| call_not_found(call_id))?;
     Ok(axum::Json(compat_view(&view)))
 }
 
@@ -111,14 +96,8 @@ pub async fn cancel(
     context: RequestContext,
     PathId(call_id): PathId,
 ) -> Result<Response, ApiError> {
-    let command = CallCommand::Cancel {
-        reason: None,
-        at: Utc::now(),
-    };
-    let committed = state
-        .store
-        .execute::<Call>(call_id, command, &command_meta(context, call_id, "customer"))
-        .await?;
+    let command = CallCommand::Cancel { reason: None, at: Utc::now() };
+    let committed = state.store.execute::<Call>(call_id, command, &command_meta(context, call_id, "customer")).await?;
     view_at::<CallView>(&state, call_id, committed.version).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

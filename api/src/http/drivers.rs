@@ -40,13 +40,13 @@ async fn change_driver(
     context: RequestContext,
     driver_id: Uuid,
     command: DriverCommand,
-) -> Result<(StatusCode, Option<DriverView>), ApiError> {
-    let committed = state
-        .store
-        .execute::<Driver>(driver_id, command, &command_meta(context, driver_id, ACTOR))
-        .await?;
-    let view = view_at::<DriverView>(state, driver_id, committed.version).await?;
-    Ok((StatusCode::ACCEPTED, view))
+) -> Result<Option<DriverView>, ApiError> {
+    let committed = state.store.execute::<Driver>(driver_id, command, &command_meta(context, driver_id, ACTOR)).await?;
+    view_at::<DriverView>(state, driver_id, committed.version).await
+}
+
+fn accepted(view: Option<DriverView>) -> Response {
+    (StatusCode::ACCEPTED, axum::Json(view)).into_response()
 }
 
 pub async fn register(
@@ -63,12 +63,8 @@ pub async fn register(
         can_drive_manual: input.can_drive_manual,
         at: Utc::now(),
     };
-    let (_, view) = change_driver(&state, context, driver_id, command).await?;
-    Ok(with_location(
-        StatusCode::CREATED,
-        &format!("/drivers/{driver_id}"),
-        json!(view),
-    ))
+    let view = change_driver(&state, context, driver_id, command).await?;
+    Ok(with_location(StatusCode::CREATED, &format!("/drivers/{driver_id}"), &view))
 }
 
 pub async fn go_online(
@@ -78,17 +74,8 @@ pub async fn go_online(
     Json(input): Json<LocationBody>,
 ) -> Result<Response, ApiError> {
     let location = input.location.parse()?;
-    let answer = change_driver(
-        &state,
-        context,
-        driver_id,
-        DriverCommand::GoOnline {
-            location,
-            at: Utc::now(),
-        },
-    )
-    .await?;
-    Ok((answer.0, axum::Json(answer.1)).into_response())
+    let view = change_driver(&state, context, driver_id, DriverCommand::GoOnline { location, at: Utc::now() }).await?;
+    Ok(accepted(view))
 }
 
 pub async fn update_location(
@@ -98,17 +85,9 @@ pub async fn update_location(
     Json(input): Json<LocationBody>,
 ) -> Result<Response, ApiError> {
     let location = input.location.parse()?;
-    let answer = change_driver(
-        &state,
-        context,
-        driver_id,
-        DriverCommand::UpdateLocation {
-            location,
-            at: Utc::now(),
-        },
-    )
-    .await?;
-    Ok((answer.0, axum::Json(answer.1)).into_response())
+    let view =
+        change_driver(&state, context, driver_id, DriverCommand::UpdateLocation { location, at: Utc::now() }).await?;
+    Ok(accepted(view))
 }
 
 pub async fn go_offline(
@@ -116,8 +95,8 @@ pub async fn go_offline(
     context: RequestContext,
     PathId(driver_id): PathId,
 ) -> Result<Response, ApiError> {
-    let answer = change_driver(&state, context, driver_id, DriverCommand::GoOffline { at: Utc::now() }).await?;
-    Ok((answer.0, axum::Json(answer.1)).into_response())
+    let view = change_driver(&state, context, driver_id, DriverCommand::GoOffline { at: Utc::now() }).await?;
+    Ok(accepted(view))
 }
 
 pub async fn show(

@@ -10,24 +10,14 @@ use store::{CommandError, StoreError};
 pub enum ApiError {
     /// A client error with a stable code: bad input (400/422), unknown ids (404), or a
     /// command the current state forbids (409).
-    Problem {
-        status: StatusCode,
-        code: &'static str,
-        detail: String,
-        extra: Map<String, Value>,
-    },
+    Problem { status: StatusCode, code: &'static str, detail: String, extra: Map<String, Value> },
     /// Something on our side failed; logged with its causes, answered opaquely.
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Problem {
-            status,
-            code,
-            detail: detail.into(),
-            extra: Map::new(),
-        }
+        Self::Problem { status, code, detail: detail.into(), extra: Map::new() }
     }
 
     pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
@@ -48,11 +38,7 @@ impl ApiError {
 
     /// A domain rejection: 404 when the aggregate does not exist, 409 otherwise.
     pub fn rejected(rejection: &impl Rejection) -> Self {
-        let status = if rejection.is_not_found() {
-            StatusCode::NOT_FOUND
-        } else {
-            StatusCode::CONFLICT
-        };
+        let status = if rejection.is_not_found() { StatusCode::NOT_FOUND } else { StatusCode::CONFLICT };
         Self::new(status, rejection.code(), rejection.to_string())
     }
 }
@@ -84,12 +70,7 @@ fn title(status: StatusCode) -> &'static str {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, detail, extra) = match self {
-            Self::Problem {
-                status,
-                code,
-                detail,
-                extra,
-            } => (status, code, detail, extra),
+            Self::Problem { status, code, detail, extra } => (status, code, detail, extra),
             Self::Internal(error) => {
                 tracing::error!(error = %store::error_chain(error.as_ref()), "request failed");
                 (
@@ -111,10 +92,7 @@ impl IntoResponse for ApiError {
             map.extend(extra);
         }
         let mut response = (status, body.to_string()).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         response
     }
 }

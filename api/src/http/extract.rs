@@ -41,9 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
             return Ok(Self(T::default()));
         }
         let request = Request::from_parts(parts, axum::body::Body::from(bytes));
-        Json::<T>::from_request(request, state)
-            .await
-            .map(|Json(value)| Self(value))
+        Json::<T>::from_request(request, state).await.map(|Json(value)| Self(value))
     }
 }
 

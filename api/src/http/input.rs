@@ -55,24 +55,20 @@ pub fn parse_drive_type(drive_type: Option<&str>) -> Result<DriveType, ApiError>
     match drive_type {
         None | Some("AUTO") => Ok(DriveType::Auto),
         Some("MANUAL") => Ok(DriveType::Manual),
-        Some(other) => Err(ApiError::invalid(
-            "INVALID_DRIVE_TYPE",
-            format!("drive_type must be AUTO or MANUAL, not `{other}`"),
-        )),
+        Some(other) => {
+            Err(ApiError::invalid("INVALID_DRIVE_TYPE", format!("drive_type must be AUTO or MANUAL, not `{other}`")))
+        }
     }
 }
 
 /// A free-text reason, trimmed; empty means none.
 pub fn parse_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
     const MAX_CHARS: usize = 200;
-    let reason = reason
-        .map(|reason| reason.trim().to_string())
-        .filter(|reason| !reason.is_empty());
+    let reason = reason.map(|reason| reason.trim().to_string()).filter(|reason| !reason.is_empty());
     match reason {
-        Some(reason) if reason.chars().count() > MAX_CHARS => Err(ApiError::invalid(
-            "INVALID_REASON",
-            format!("reason is longer than {MAX_CHARS} characters"),
-        )),
+        Some(reason) if reason.chars().count() > MAX_CHARS => {
+            Err(ApiError::invalid("INVALID_REASON", format!("reason is longer than {MAX_CHARS} characters")))
+        }
         reason => Ok(reason),
     }
 }

@@ -43,8 +43,5 @@ pub async fn view_until<V: StreamView>(
 
 /// The view of `id` at `version` or later, waiting up to the read-your-writes timeout.
 pub async fn view_at<V: StreamView>(state: &AppState, id: Uuid, version: i64) -> Result<Option<V>, ApiError> {
-    view_until::<V>(state, id, state.config.read_your_write_timeout, |view| {
-        view.version() >= version
-    })
-    .await
+    view_until::<V>(state, id, state.config.read_your_write_timeout, |view| view.version() >= version).await
 }
