@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use domain::{Call, CallCommand, CallRequest, CallStatus, DriveType, Location, Tel};
 use futures::Stream;
 use projections::{queries, CallView};
@@ -106,7 +106,9 @@ pub async fn request_call(
     key: Option<(String, String)>,
 ) -> Result<(Uuid, CallRequest), ApiError> {
     let mut call_id = Uuid::now_v7();
-    let mut requested_at = Utc::now();
+    // Microseconds, as the idempotency record stores it: a retry rebuilds the identical
+    // request from that record, which the Call aggregate then accepts as a no-op.
+    let mut requested_at = Utc::now().trunc_subsecs(6);
     if let Some((key, request_hash)) = key {
         match idempotency::claim(&state.store, &key, &request_hash, call_id, requested_at).await? {
             Claim::New => {}

@@ -23,6 +23,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/drivercalls", get(list).post(create))
         .route("/drivercalls/", get(list).post(create))
+        // The original README's gateway section spells it this way.
+        .route("/driverscalls", get(list).post(create))
+        .route("/driverscalls/", get(list).post(create))
         .route("/drivercalls/{call_id}", get(show).delete(cancel))
         .route("/drivermanages", get(drivermanages))
         .route("/drivermanages/", get(drivermanages))
