@@ -3,11 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use store::testing::{fresh_database_url, TestBackend};
-use store::{checkpoint, LogPosition, Store};
+use store::{checkpoint, Store};
 
 const DRIVERS: usize = 6;
 const CALLS: usize = 40;
@@ -82,12 +84,7 @@ async fn all_calls(client: &reqwest::Client, base: &str) -> Vec<Value> {
 
 /// Waits until every projection has applied the whole log.
 async fn wait_for_projections(store: &Store) {
-    let head = store
-        .read_after(LogPosition::START, usize::MAX)
-        .await
-        .expect("read the log")
-        .last()
-        .map(|event| event.position);
+    let head = store.head().await.expect("read the head of the log");
     let started = Instant::now();
     for name in projections::PROJECTIONS {
         while Some(checkpoint::read(store, name).await.expect("read checkpoint")) != head {
@@ -119,10 +116,12 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
         post(&client, format!("{}/drivers/{id}/online", server.base), json!({"location": {"address": "마포"}})).await;
     }
 
+    let answered = Arc::new(AtomicUsize::new(0));
     let burst: Vec<_> = (0..CALLS)
         .map(|n| {
             let client = client.clone();
             let url = format!("{}/calls", server.base);
+            let answered = answered.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(5 * n as u64)).await;
                 let body = json!({"tel": CUSTOMER, "pickup": {"address": "서울 마포구"}, "fare": 20000 + n});
@@ -131,12 +130,17 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
                     return None;
                 }
                 let view: Value = response.json().await.ok()?;
+                answered.fetch_add(1, Ordering::SeqCst);
                 view["call_id"].as_str().map(str::to_string)
             })
         })
         .collect();
-    // Kill the server while the burst is in full flow.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Kill the server while the burst is in full flow: some calls answered, most not yet.
+    let started = Instant::now();
+    while answered.load(Ordering::SeqCst) < CALLS / 8 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the burst made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     drop(server);
     let mut accepted = HashSet::new();
     for task in burst {
@@ -145,6 +149,7 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
         }
     }
     assert!(!accepted.is_empty(), "no call was accepted before the crash");
+    assert!(accepted.len() < CALLS, "the crash came only after the whole burst");
 
     let server = start(&database_url, port).await;
     let settled = |call: &Value| matches!(call["status"].as_str(), Some("CONFIRMED" | "FAILED"));

@@ -157,13 +157,19 @@ pub async fn replay<V: StreamView>(
     tx.commit().await?;
 
     let projector = Projector::<V>::new(store.clone(), changes.clone());
+    // An empty batch may only mean that a transaction elsewhere hides what follows it:
+    // the replay is done when it reached the head the log had when it began.
+    let head = store.head().await?.unwrap_or(LogPosition::START);
     let mut applied = 0;
     loop {
         let read = projector.run_once().await?;
-        if read == 0 {
+        if read > 0 {
+            applied += read as u64;
+            progress(applied);
+        } else if checkpoint::read(store, V::NAME).await? >= head {
             return Ok(applied);
+        } else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        applied += read as u64;
-        progress(applied);
     }
 }

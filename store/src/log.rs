@@ -195,6 +195,21 @@ impl Tx {
 }
 
 impl Store {
+    /// The position of the last committed event, ignoring the visibility horizon: where a
+    /// reader stands once everything committed so far is visible to it.
+    pub async fn head(&self) -> Result<Option<LogPosition>, StoreError> {
+        let sql = match self.backend() {
+            crate::Backend::Sqlite => "SELECT 0, position FROM events ORDER BY position DESC LIMIT 1",
+            crate::Backend::Postgres => {
+                "SELECT transaction_id::text::bigint, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1"
+            }
+        };
+        let head: Option<(i64, i64)> = crate::on_db!(self.db(), pool => {
+            sqlx::query_as(sql).fetch_optional(pool).await?
+        });
+        Ok(head.map(|(commit, prepare)| LogPosition { commit, prepare }))
+    }
+
     /// How many events the log holds.
     pub async fn count_events(&self) -> Result<u64, StoreError> {
         let count: i64 = crate::on_db!(self.db(), pool => {
