@@ -9,12 +9,12 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use projections::{replay, AssignmentView, CallView, DriverView, StreamView, ViewChanges, PROJECTIONS};
 use saga::SagaConfig;
-use serde_json::json;
-use store::{Backend, LogPosition, LoggedEvent, Store};
+use store::{Backend, LogPosition, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::http::event_json;
 use crate::telemetry::LogFormat;
 use crate::{AppState, ServeConfig};
 
@@ -182,27 +182,12 @@ async fn replay_views(store: &Store, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn event_line(event: &LoggedEvent) -> String {
-    json!({
-        "position": event.position.prepare,
-        "event_id": event.event_id(),
-        "aggregate_type": event.aggregate_type,
-        "aggregate_id": event.aggregate_id,
-        "sequence": event.sequence,
-        "event_type": event.event_type,
-        "event_version": event.event_version,
-        "payload": event.payload_body(),
-        "metadata": event.metadata,
-    })
-    .to_string()
-}
-
 async fn print_events(store: &Store, call: Option<Uuid>, follow: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let (Some(call_id), false) = (call, follow) {
         for event in store.read_correlated(call_id).await? {
-            writeln!(out, "{}", event_line(&event))?;
+            writeln!(out, "{}", event_json(&event))?;
         }
         return Ok(());
     }
@@ -213,7 +198,7 @@ async fn print_events(store: &Store, call: Option<Uuid>, follow: bool) -> anyhow
         let events = store.read_after(position, 1000).await?;
         for event in &events {
             if call.is_none_or(|call_id| event.metadata.correlation_id == call_id) {
-                writeln!(out, "{}", event_line(event))?;
+                writeln!(out, "{}", event_json(event))?;
             }
         }
         out.flush()?;

@@ -1,14 +1,12 @@
 //! The Assignment aggregate: one dispatch attempt for one call, from the candidates
 //! offered to the driver confirmed (or the failure). Stream id: the call id.
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::values::{DriveType, Location};
-use crate::{domain_event, Rejection, Timestamp};
+use crate::{domain_event, event_sourced, Rejection, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -199,21 +197,11 @@ impl Assignment {
     }
 }
 
-impl Aggregate for Assignment {
-    const TYPE: &'static str = "assignment";
-    type Command = AssignmentCommand;
-    type Event = AssignmentEvent;
-    type Error = AssignmentError;
-    type Services = ();
+event_sourced!(Assignment, "assignment", AssignmentCommand, AssignmentEvent, AssignmentError);
 
-    async fn handle(&mut self, command: Self::Command, _: &(), sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        if let Some(event) = self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
+impl Assignment {
+    /// How each event changes the state; every event is a fact, so nothing here fails.
+    fn evolve(&mut self, event: AssignmentEvent) {
         match event {
             AssignmentEvent::AssignmentRequested { .. } => {
                 self.requested = true;

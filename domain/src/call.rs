@@ -1,14 +1,12 @@
 //! The Call aggregate: one customer's request for a driver, from request to a terminal
 //! state (completed, cancelled or failed). Stream id: the call id.
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::values::{DriveType, Fare, Location, Tel};
-use crate::{domain_event, Rejection, Timestamp};
+use crate::{domain_event, event_sourced, Rejection, Timestamp};
 
 /// What the customer asked for; fixed once the call is requested.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,21 +200,11 @@ impl Call {
     }
 }
 
-impl Aggregate for Call {
-    const TYPE: &'static str = "call";
-    type Command = CallCommand;
-    type Event = CallEvent;
-    type Error = CallError;
-    type Services = ();
+event_sourced!(Call, "call", CallCommand, CallEvent, CallError);
 
-    async fn handle(&mut self, command: Self::Command, _: &(), sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        if let Some(event) = self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
+impl Call {
+    /// How each event changes the state; every event is a fact, so nothing here fails.
+    fn evolve(&mut self, event: CallEvent) {
         match event {
             CallEvent::CallRequested(request) => {
                 self.request = Some(request);

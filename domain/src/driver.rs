@@ -2,14 +2,12 @@
 //! calls from getting the same driver: a driver holds at most one reservation, and only
 //! an online, unreserved driver can be reserved. Stream id: the driver id.
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::values::{DriveType, Location, Tel};
-use crate::{domain_event, Rejection, Timestamp};
+use crate::{domain_event, event_sourced, Rejection, Timestamp};
 
 /// Why a reservation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,21 +207,11 @@ impl Driver {
     }
 }
 
-impl Aggregate for Driver {
-    const TYPE: &'static str = "driver";
-    type Command = DriverCommand;
-    type Event = DriverEvent;
-    type Error = DriverError;
-    type Services = ();
+event_sourced!(Driver, "driver", DriverCommand, DriverEvent, DriverError);
 
-    async fn handle(&mut self, command: Self::Command, _: &(), sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        if let Some(event) = self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
+impl Driver {
+    /// How each event changes the state; every event is a fact, so nothing here fails.
+    fn evolve(&mut self, event: DriverEvent) {
         match event {
             DriverEvent::DriverRegistered { name, tel, can_drive_manual, .. } => {
                 self.profile = Some(DriverProfile { name, tel, can_drive_manual });

@@ -51,3 +51,35 @@ macro_rules! domain_event {
     };
 }
 pub(crate) use domain_event;
+
+/// Implements [`cqrs_es::Aggregate`] for an aggregate with no services whose inherent
+/// `decide` returns the event a command causes (`None`: nothing to change) and whose
+/// `evolve` applies an event.
+macro_rules! event_sourced {
+    ($aggregate:ty, $type:literal, $command:ty, $event:ty, $error:ty) => {
+        impl cqrs_es::Aggregate for $aggregate {
+            const TYPE: &'static str = $type;
+            type Command = $command;
+            type Event = $event;
+            type Error = $error;
+            type Services = ();
+
+            async fn handle(
+                &mut self,
+                command: Self::Command,
+                _: &(),
+                sink: &cqrs_es::event_sink::EventSink<Self>,
+            ) -> Result<(), Self::Error> {
+                if let Some(event) = self.decide(command)? {
+                    sink.write(event, self).await;
+                }
+                Ok(())
+            }
+
+            fn apply(&mut self, event: Self::Event) {
+                self.evolve(event)
+            }
+        }
+    };
+}
+pub(crate) use event_sourced;

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use sqlx::Row;
-use store::{checkpoint, on_tx, LogPosition, Store, StoreError, Tx};
+use store::{checkpoint, on_tx, LogPosition, Store, StoreError, Tx, Worker};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
@@ -92,20 +92,20 @@ impl<V: StreamView> Projector<V> {
         Ok(events.len())
     }
 
-    /// Runs until `shutdown` turns true, waking on appends and polling as a fallback.
-    /// A failed batch is retried after a pause; its transaction left nothing behind.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut appended = self.store.appended();
-        while !*shutdown.borrow() {
-            match self.run_once().await {
-                Ok(0) => Store::wait_for_append(&mut appended, POLL_INTERVAL, &mut shutdown).await,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::error!(projection = V::NAME, error = %store::error_chain(&error), "projection batch failed");
-                    Store::wait_for_append(&mut appended, POLL_INTERVAL, &mut shutdown).await;
-                }
-            }
-        }
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let store = self.store.clone();
+        store::run_worker(self, store, POLL_INTERVAL, shutdown).await;
+    }
+}
+
+impl<V: StreamView> Worker for Projector<V> {
+    fn name(&self) -> &'static str {
+        V::NAME
+    }
+
+    async fn run_once(&mut self) -> Result<usize, StoreError> {
+        Projector::run_once(self).await
     }
 }
 

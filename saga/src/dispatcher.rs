@@ -11,6 +11,7 @@ use domain::{
 };
 use store::{
     checkpoint, event_id, AnyEvent, CommandError, CommandMeta, Committed, LogPosition, LoggedEvent, Store, StoreError,
+    Worker,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -99,19 +100,10 @@ impl DispatchSaga {
         Ok(events.len())
     }
 
-    /// Runs until `shutdown` turns true; a failed step is retried after a pause.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut appended = self.store.appended();
-        while !*shutdown.borrow() {
-            match self.run_once().await {
-                Ok(0) => Store::wait_for_append(&mut appended, POLL_INTERVAL, &mut shutdown).await,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::error!(error = %store::error_chain(&error), "dispatch saga step failed; retrying");
-                    Store::wait_for_append(&mut appended, POLL_INTERVAL, &mut shutdown).await;
-                }
-            }
-        }
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let store = self.store.clone();
+        store::run_worker(self, store, POLL_INTERVAL, shutdown).await;
     }
 
     async fn handle(&self, state: &mut SagaState, logged: &LoggedEvent) -> Result<(), StoreError> {
@@ -391,5 +383,15 @@ fn meta(correlation_id: Uuid, cause: Uuid, command: &str, now: Timestamp) -> Com
         command_id: Uuid::new_v5(&cause, command.as_bytes()),
         actor: ACTOR.to_string(),
         recorded_at: now,
+    }
+}
+
+impl Worker for DispatchSaga {
+    fn name(&self) -> &'static str {
+        SAGA_NAME
+    }
+
+    async fn run_once(&mut self) -> Result<usize, StoreError> {
+        DispatchSaga::run_once(self).await
     }
 }

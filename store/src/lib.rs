@@ -9,6 +9,7 @@ mod error;
 mod executor;
 mod log;
 mod metadata;
+mod worker;
 
 pub mod checkpoint;
 pub mod idempotency;
@@ -20,6 +21,7 @@ pub use error::StoreError;
 pub use executor::{CommandError, Committed};
 pub use log::{AnyEvent, LogPosition, LoggedEvent};
 pub use metadata::{event_id, CommandMeta};
+pub use worker::{run_worker, Worker};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use store::idempotency::{self, Claim};
+use store::LoggedEvent;
 use uuid::Uuid;
 
 use super::extract::{OptionalJson, PathId, Query, RequestContext};
@@ -281,27 +282,27 @@ pub async fn timeline(State(state): State<AppState>, PathId(call_id): PathId) ->
     if events.is_empty() {
         return Err(call_not_found(call_id));
     }
-    let entries: Vec<Value> = events
-        .iter()
-        .map(|event| {
-            json!({
-                "position": event.position.prepare,
-                "event_id": event.event_id(),
-                "aggregate_type": event.aggregate_type,
-                "aggregate_id": event.aggregate_id,
-                "sequence": event.sequence,
-                "event_type": event.event_type,
-                "event_version": event.event_version,
-                "payload": event.payload_body(),
-                "correlation_id": event.metadata.correlation_id,
-                "causation_id": event.metadata.causation_id,
-                "command_id": event.metadata.command_id,
-                "actor": event.metadata.actor,
-                "recorded_at": event.metadata.recorded_at,
-            })
-        })
-        .collect();
-    Ok(axum::Json(Value::Array(entries)))
+    Ok(axum::Json(Value::Array(events.iter().map(event_json).collect())))
+}
+
+/// An event as the timeline and `drivercenter events` show it: its place, its payload
+/// without the storage tag, and its metadata.
+pub fn event_json(event: &LoggedEvent) -> Value {
+    json!({
+        "position": event.position.prepare,
+        "event_id": event.event_id(),
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "sequence": event.sequence,
+        "event_type": event.event_type,
+        "event_version": event.event_version,
+        "payload": event.payload_body(),
+        "correlation_id": event.metadata.correlation_id,
+        "causation_id": event.metadata.causation_id,
+        "command_id": event.metadata.command_id,
+        "actor": event.metadata.actor,
+        "recorded_at": event.metadata.recorded_at,
+    })
 }
 
 /// How long an SSE stream may go without a change before it rechecks the view.

@@ -17,6 +17,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
+pub use calls::event_json;
 pub use error::ApiError;
 
 use crate::AppState;
