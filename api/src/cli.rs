@@ -182,7 +182,21 @@ async fn replay_views(store: &Store, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints events as JSON lines; a reader that hangs up (`| head`) ends it quietly.
 async fn print_events(store: &Store, call: Option<Uuid>, follow: bool) -> anyhow::Result<()> {
+    match write_events(store, call, follow).await {
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|error| error.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        outcome => outcome,
+    }
+}
+
+async fn write_events(store: &Store, call: Option<Uuid>, follow: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let (Some(call_id), false) = (call, follow) {

@@ -1,3 +1,5 @@
+//! The store's one error type: failures of the infrastructure, never of a rule.
+
 use thiserror::Error;
 
 /// An infrastructure failure: the database is unreachable, a row is corrupt, a

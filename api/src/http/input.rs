@@ -73,8 +73,10 @@ pub fn parse_reason(reason: Option<String>) -> Result<Option<String>, ApiError> 
     }
 }
 
-/// Metadata for a command a client asked for through request `context`.
+/// Metadata for a command a client asked for through request `context`; the request's
+/// span carries the correlation id from here on.
 pub fn command_meta(context: RequestContext, correlation_id: Uuid, actor: &str) -> CommandMeta {
+    tracing::Span::current().record("correlation_id", tracing::field::display(correlation_id));
     CommandMeta {
         correlation_id,
         causation_id: context.request_id,

@@ -37,7 +37,13 @@ impl MakeRequestId for MakeRequestUuidV7 {
 pub fn router(state: AppState) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let request_id = request.headers().get(REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or("");
-        tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id,
+            correlation_id = tracing::field::Empty,
+        )
     });
     Router::new()
         .route("/calls", post(calls::create).get(calls::history))
