@@ -143,13 +143,17 @@ impl DispatchSaga {
                 };
                 settled(
                     self.store
-                        .execute::<Assignment>(id, request_assignment, &meta(id, cause, "RequestAssignment", now))
+                        .execute::<Assignment>(id, request_assignment, &meta(id, cause, "RequestAssignment", id, now))
                         .await,
                 )?
                 .ok();
                 let started = self
                     .store
-                    .execute::<Call>(id, CallCommand::StartDispatch { at: now }, &meta(id, cause, "StartDispatch", now))
+                    .execute::<Call>(
+                        id,
+                        CallCommand::StartDispatch { at: now },
+                        &meta(id, cause, "StartDispatch", id, now),
+                    )
                     .await;
                 // A call cancelled before dispatch began needs no driver.
                 if settled(started)?.is_ok() {
@@ -200,7 +204,9 @@ impl DispatchSaga {
         let now = Utc::now();
         let confirm = AssignmentCommand::Confirm { driver_id, at: now };
         let confirmed = settled(
-            self.store.execute::<Assignment>(call_id, confirm, &meta(call_id, cause, "ConfirmAssignment", now)).await,
+            self.store
+                .execute::<Assignment>(call_id, confirm, &meta(call_id, cause, "ConfirmAssignment", call_id, now))
+                .await,
         )?;
         let committed = match confirmed {
             Ok(committed) => committed,
@@ -217,7 +223,7 @@ impl DispatchSaga {
         let cause = event_id(Assignment::TYPE, &call_id.to_string(), committed.version);
         let confirm_call = CallCommand::Confirm { driver: assigned, at: now };
         match settled(
-            self.store.execute::<Call>(call_id, confirm_call, &meta(call_id, cause, "ConfirmCall", now)).await,
+            self.store.execute::<Call>(call_id, confirm_call, &meta(call_id, cause, "ConfirmCall", call_id, now)).await,
         )? {
             Ok(_) => state.finish_dispatch(call_id),
             // The cancel that beat us will cancel the assignment and release the driver.
@@ -237,7 +243,9 @@ impl DispatchSaga {
         let now = Utc::now();
         let release = DriverCommand::Release { call_id, reason, at: now };
         match settled(
-            self.store.execute::<Driver>(driver_id, release, &meta(call_id, cause, "ReleaseDriver", now)).await,
+            self.store
+                .execute::<Driver>(driver_id, release, &meta(call_id, cause, "ReleaseDriver", driver_id, now))
+                .await,
         )? {
             Ok(_) | Err(DriverError::NotReservedForCall | DriverError::NotFound) => Ok(()),
             Err(rejection) => {
@@ -266,8 +274,9 @@ impl DispatchSaga {
                 (AssignmentCommand::Complete { at: now }, "CompleteAssignment", ReleaseReason::CallCompleted)
             }
         };
-        let closed =
-            settled(self.store.execute::<Assignment>(call_id, command, &meta(call_id, cause, name, now)).await)?;
+        let closed = settled(
+            self.store.execute::<Assignment>(call_id, command, &meta(call_id, cause, name, call_id, now)).await,
+        )?;
         let (assignment, version) = self.store.load::<Assignment>(call_id).await?;
         let release_cause = match closed {
             Ok(_) => event_id(Assignment::TYPE, &call_id.to_string(), version),
@@ -279,6 +288,7 @@ impl DispatchSaga {
         holders.extend(
             state.drivers.values().filter(|driver| driver.reserved_for == Some(call_id)).map(|driver| driver.driver_id),
         );
+        holders.sort();
         holders.dedup();
         for driver_id in holders {
             self.release(call_id, driver_id, reason, release_cause).await?;
@@ -310,7 +320,9 @@ impl DispatchSaga {
                 let now = Utc::now();
                 let reserve = DriverCommand::Reserve { call_id, drive_type: dispatch.drive_type, at: now };
                 match settled(
-                    self.store.execute::<Driver>(driver_id, reserve, &meta(call_id, cause, "ReserveDriver", now)).await,
+                    self.store
+                        .execute::<Driver>(driver_id, reserve, &meta(call_id, cause, "ReserveDriver", driver_id, now))
+                        .await,
                 )? {
                     Ok(committed) => {
                         if let Some(driver) = state.driver_mut(driver_id) {
@@ -329,7 +341,11 @@ impl DispatchSaga {
                             AssignmentCommand::RecordRefusal { driver_id, reason: rejection.to_string(), at: now };
                         settled(
                             self.store
-                                .execute::<Assignment>(call_id, refusal, &meta(call_id, cause, "RecordRefusal", now))
+                                .execute::<Assignment>(
+                                    call_id,
+                                    refusal,
+                                    &meta(call_id, cause, "RecordRefusal", driver_id, now),
+                                )
                                 .await,
                         )?
                         .ok();
@@ -353,7 +369,9 @@ impl DispatchSaga {
             let cause = event_id(Call::TYPE, &call_id.to_string(), 1);
             let fail = AssignmentCommand::Fail { reason: reason.clone(), at: now };
             let failed = settled(
-                self.store.execute::<Assignment>(call_id, fail, &meta(call_id, cause, "FailAssignment", now)).await,
+                self.store
+                    .execute::<Assignment>(call_id, fail, &meta(call_id, cause, "FailAssignment", call_id, now))
+                    .await,
             )?;
             let cause = match failed {
                 Ok(committed) => event_id(Assignment::TYPE, &call_id.to_string(), committed.version),
@@ -361,7 +379,10 @@ impl DispatchSaga {
                 Err(_) => continue,
             };
             let fail_call = CallCommand::Fail { reason, at: now };
-            settled(self.store.execute::<Call>(call_id, fail_call, &meta(call_id, cause, "FailCall", now)).await)?.ok();
+            settled(
+                self.store.execute::<Call>(call_id, fail_call, &meta(call_id, cause, "FailCall", call_id, now)).await,
+            )?
+            .ok();
             state.finish_dispatch(call_id);
         }
         Ok(())
@@ -374,13 +395,14 @@ enum Closing {
     Complete,
 }
 
-/// Metadata for a command the saga issues because of event `cause`; the command id is
-/// derived from both, so a redelivered event issues the identical command.
-fn meta(correlation_id: Uuid, cause: Uuid, command: &str, now: Timestamp) -> CommandMeta {
+/// Metadata for a command the saga issues because of event `cause`, about `subject` (the
+/// aggregate it targets, or the driver a refusal names). The command id is derived from
+/// all three, so a redelivered event issues the identical command.
+fn meta(correlation_id: Uuid, cause: Uuid, command: &str, subject: Uuid, now: Timestamp) -> CommandMeta {
     CommandMeta {
         correlation_id,
         causation_id: cause,
-        command_id: Uuid::new_v5(&cause, command.as_bytes()),
+        command_id: Uuid::new_v5(&cause, format!("{command}/{subject}").as_bytes()),
         actor: ACTOR.to_string(),
         recorded_at: now,
     }
