@@ -2,10 +2,9 @@
 
 use axum::extract::State;
 use projections::{queries, AssignmentView};
-use serde_json::{json, Value};
 
 use super::extract::PathId;
-use super::ApiError;
+use super::{ApiError, Items};
 use crate::AppState;
 
 pub async fn show(
@@ -18,7 +17,7 @@ pub async fn show(
         .ok_or_else(|| ApiError::not_found("ASSIGNMENT_NOT_FOUND", format!("no assignment for call {call_id}")))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Items<AssignmentView>>, ApiError> {
     let items = queries::list::<AssignmentView>(&state.store, queries::MAX_LIST).await?;
-    Ok(axum::Json(json!({ "items": items })))
+    Ok(axum::Json(Items { items }))
 }

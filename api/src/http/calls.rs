@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::extract::{OptionalJson, PathId, Query, RequestContext};
 use super::input::{command_meta, parse_drive_type, parse_fare, parse_reason, parse_tel, LocationInput};
 use super::wait::{view_at, view_until};
-use super::ApiError;
+use super::{ApiError, Page};
 use crate::AppState;
 
 const ACTOR: &str = "customer";
@@ -218,7 +218,7 @@ pub struct HistoryQuery {
 pub async fn history(
     State(state): State<AppState>,
     Query(query): Query<HistoryQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Page<CallView>>, ApiError> {
     let tel = query.tel.ok_or_else(|| ApiError::invalid("TEL_REQUIRED", "give the customer's number as ?tel="))?;
     let tel = parse_tel(&tel)?;
     let limit = match query.limit {
@@ -237,7 +237,7 @@ pub async fn history(
         })
         .transpose()?;
     let (items, next) = queries::call_history(&state.store, tel.as_str(), limit, cursor).await?;
-    Ok(axum::Json(json!({ "items": items, "next_cursor": next })))
+    Ok(axum::Json(Page { items, next_cursor: next }))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::Utc;
 use domain::{Call, CallCommand, DriveType};
-use projections::{queries, CallView};
+use projections::{queries, CallView, DriverView};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -16,7 +16,7 @@ use super::calls::{call_not_found, request_call, with_location, NewCall};
 use super::extract::{Json, PathId, RequestContext};
 use super::input::{command_meta, parse_fare, parse_tel, LocationInput};
 use super::wait::view_at;
-use super::{assignments, drivers, ApiError};
+use super::{assignments, drivers, ApiError, Items};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -83,9 +83,9 @@ pub async fn create(
     Ok(with_location(StatusCode::CREATED, &format!("/drivercalls/{call_id}"), compat_view(&view)))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Items<Value>>, ApiError> {
     let calls = queries::list::<CallView>(&state.store, queries::MAX_LIST).await?;
-    Ok(axum::Json(json!({ "items": calls.iter().map(compat_view).collect::<Vec<_>>() })))
+    Ok(axum::Json(Items { items: calls.iter().map(compat_view).collect() }))
 }
 
 pub async fn show(State(state): State<AppState>, PathId(call_id): PathId) -> Result<axum::Json<Value>, ApiError> {
@@ -105,6 +105,6 @@ pub async fn cancel(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn drivermanages(state: State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn drivermanages(state: State<AppState>) -> Result<axum::Json<Items<DriverView>>, ApiError> {
     drivers::list(state, super::extract::Query(drivers::ListQuery::default())).await
 }

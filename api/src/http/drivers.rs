@@ -7,14 +7,13 @@ use chrono::Utc;
 use domain::{Driver, DriverCommand, DriverStatus};
 use projections::{queries, DriverView};
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::calls::with_location;
 use super::extract::{Json, PathId, Query, RequestContext};
 use super::input::{command_meta, parse_tel, LocationInput};
 use super::wait::view_at;
-use super::ApiError;
+use super::{ApiError, Items};
 use crate::AppState;
 
 const ACTOR: &str = "driver";
@@ -137,8 +136,8 @@ pub fn parse_status(status: &str) -> Result<DriverStatus, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<Items<DriverView>>, ApiError> {
     let status = query.status.as_deref().map(parse_status).transpose()?;
     let items = queries::drivers(&state.store, status).await?;
-    Ok(axum::Json(json!({ "items": items })))
+    Ok(axum::Json(Items { items }))
 }

@@ -22,6 +22,19 @@ pub use error::ApiError;
 
 use crate::AppState;
 
+/// A listing: `{"items": […]}`.
+#[derive(Debug, serde::Serialize)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+/// One page of a longer listing, and the cursor of the next (null on the last).
+#[derive(Debug, serde::Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<Uuid>,
+}
+
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Request ids are UUIDv7, so that they sort by time like every other id here.
