@@ -19,7 +19,7 @@ use store::idempotency::{self, Claim};
 use store::LoggedEvent;
 use uuid::Uuid;
 
-use super::extract::{OptionalJson, PathId, Query, RequestContext};
+use super::extract::{OptionalJson, PathId, Query, RawBody, RequestContext};
 use super::input::{command_meta, parse_drive_type, parse_fare, parse_reason, parse_tel, LocationInput};
 use super::wait::{view_at, view_until};
 use super::{ApiError, Page};
@@ -144,7 +144,7 @@ pub async fn create(
     State(state): State<AppState>,
     context: RequestContext,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let (input, canonical): (CreateCall, Value) = parse_body(&body)?;
     let call = input.parse()?;

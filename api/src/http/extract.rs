@@ -1,6 +1,7 @@
 //! Extractors whose rejections are problem JSON like every other error.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -34,9 +35,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
-        let bytes = axum::body::to_bytes(body, 64 * 1024)
-            .await
-            .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", "the body is too large"))?;
+        let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| too_large())?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }
@@ -56,7 +55,31 @@ fn json_problem(rejection: JsonRejection) -> ApiError {
             "send the body as JSON with `Content-Type: application/json`",
         ),
         JsonRejection::JsonDataError(error) => ApiError::invalid("INVALID_BODY", error.body_text()),
+        JsonRejection::BytesRejection(error) => body_problem(error),
         other => ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", other.body_text()),
+    }
+}
+
+fn body_problem(rejection: BytesRejection) -> ApiError {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        status => ApiError::new(status, "INVALID_BODY", rejection.body_text()),
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", "the body is larger than this route accepts")
+}
+
+/// The raw body, for handlers that parse it themselves; a body over the limit is 413.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, state).await.map(Self).map_err(body_problem)
     }
 }
 

@@ -119,6 +119,7 @@ async fn bad_input_never_yields_a_500_and_never_stores_anything(app: TestApp) {
         ("drive_type in lower case", call_with("drive_type", json!("manual")), UNPROCESSABLE, "INVALID_DRIVE_TYPE"),
         ("malformed JSON", raw(r#"{"tel": "01012345678", "#), BAD_REQUEST, "INVALID_JSON"),
         ("not UTF-8", Body::Raw(vec![0xff, 0xfe, 0x7b]), BAD_REQUEST, "INVALID_JSON"),
+        ("a 3 MB body", Body::Raw(vec![b' '; 3 * 1024 * 1024]), StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
         ("empty body", raw(""), BAD_REQUEST, "INVALID_JSON"),
         ("lat beyond f64", raw(LAT_BEYOND_F64), BAD_REQUEST, "INVALID_JSON"),
         ("tel as a number", call_with("tel", json!(1012345678)), UNPROCESSABLE, "INVALID_BODY"),
@@ -257,6 +258,14 @@ async fn bad_input_never_yields_a_500_and_never_stores_anything(app: TestApp) {
     ] {
         cases.push(case(what, Method::POST, "/drivers", json_body(body), UNPROCESSABLE, code));
     }
+    cases.push(case(
+        "register with a 3 MB body",
+        Method::POST,
+        "/drivers",
+        Body::Raw(vec![b' '; 3 * 1024 * 1024]),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "BODY_TOO_LARGE",
+    ));
 
     // The original routes.
     for (what, body, status, code) in [
