@@ -76,7 +76,7 @@ impl Store {
                     tokio::time::sleep(Duration::from_millis(u64::from(attempt * attempt))).await;
                 }
                 Err(AggregateError::UserError(rejection)) => return Err(CommandError::Rejected(rejection)),
-                Err(other) => return Err(CommandError::Store(StoreError::EventStore(other.to_string()))),
+                Err(other) => return Err(CommandError::Store(StoreError::from_aggregate(other))),
             }
         }
         Err(CommandError::Conflict)
@@ -100,7 +100,7 @@ impl Store {
                     .await
             }
         }
-        .map_err(|error| StoreError::EventStore(error.to_string()))?;
+        .map_err(StoreError::from_aggregate)?;
         Ok((context.aggregate, sequence_as_version(context.current_sequence)))
     }
 }

@@ -11,6 +11,8 @@ pub enum ApiError {
     /// A client error with a stable code: bad input (400/422), unknown ids (404), or a
     /// command the current state forbids (409).
     Problem { status: StatusCode, code: &'static str, detail: String, extra: Map<String, Value> },
+    /// The database cannot be reached just now: 503 with `Retry-After`.
+    Unavailable(StoreError),
     /// Something on our side failed; logged with its causes, answered opaquely.
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -45,7 +47,11 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        Self::Internal(Box::new(error))
+        if error.is_unavailable() {
+            Self::Unavailable(error)
+        } else {
+            Self::Internal(Box::new(error))
+        }
     }
 }
 
@@ -69,8 +75,15 @@ fn title(status: StatusCode) -> &'static str {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, code, detail, extra) = match self {
             Self::Problem { status, code, detail, extra } => (status, code, detail, extra),
+            Self::Unavailable(error) => {
+                tracing::warn!(error = %store::error_chain(&error), "database unavailable");
+                retry_after = Some(HeaderValue::from_static("1"));
+                let detail = "the database cannot be reached just now; try again shortly".into();
+                (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", detail, Map::new())
+            }
             Self::Internal(error) => {
                 tracing::error!(error = %store::error_chain(error.as_ref()), "request failed");
                 (
@@ -93,6 +106,31 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, body.to_string()).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_answers_503_with_retry_after() {
+        let response = ApiError::from(StoreError::Database(sqlx::Error::PoolTimedOut)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|value| value.to_str().ok()), Some("1"));
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()),
+            Some("application/problem+json")
+        );
+    }
+
+    #[test]
+    fn a_corrupt_event_answers_an_opaque_500() {
+        let error = StoreError::EventStore("cannot decode".into());
+        assert_eq!(ApiError::from(error).into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
