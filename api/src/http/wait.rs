@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::ApiError;
 use crate::AppState;
 
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How often a waiter rereads its view without an announcement: changes made by another
+/// process are not announced here.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The view of `id` once `ready` holds for it, or its latest state (maybe none) when
 /// `timeout` passes first.
