@@ -226,8 +226,9 @@ impl DispatchSaga {
             self.store.execute::<Call>(call_id, confirm_call, &meta(call_id, cause, "ConfirmCall", call_id, now)).await,
         )? {
             Ok(_) => state.finish_dispatch(call_id),
-            // The cancel that beat us will cancel the assignment and release the driver.
-            Err(CallError::AlreadyCancelled) => {}
+            // The cancel that beat us will cancel the assignment and release the driver;
+            // a completed call was confirmed before (this is a redelivered reservation).
+            Err(CallError::AlreadyCancelled | CallError::AlreadyCompleted) => {}
             Err(rejection) => tracing::warn!(%call_id, %driver_id, reason = %rejection, "call refused its driver"),
         }
         Ok(())
