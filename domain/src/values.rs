@@ -43,11 +43,16 @@ impl Tel {
         &self.0
     }
 
-    /// The number with its middle digits hidden, for logs: `010****5678`.
+    /// The number with its middle digits hidden, for logs: `010****5678`. Never panics,
+    /// even for a value read from storage that no longer passes today's rules.
     pub fn masked(&self) -> String {
         let digits = &self.0;
-        let tail = &digits[digits.len() - 4..];
-        format!("{}****{}", &digits[..3], tail)
+        let head = digits.get(..3);
+        let tail = digits.len().checked_sub(4).and_then(|start| digits.get(start..));
+        match (head, tail) {
+            (Some(head), Some(tail)) if digits.len() >= 7 => format!("{head}****{tail}"),
+            _ => "****".to_string(),
+        }
     }
 }
 
@@ -170,6 +175,14 @@ mod tests {
     #[test]
     fn tel_masks_the_middle_digits() {
         assert_eq!(Tel::parse("010-3345-7789").unwrap().masked(), "010****7789");
+    }
+
+    #[test]
+    fn tel_read_from_storage_masks_without_panicking() {
+        for stored in ["", "01", "010123", "가나다라마바사아"] {
+            let tel: Tel = serde_json::from_value(serde_json::json!(stored)).unwrap();
+            assert_eq!(tel.masked(), "****", "{stored}");
+        }
     }
 
     #[test]
