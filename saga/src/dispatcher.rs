@@ -86,6 +86,11 @@ impl DispatchSaga {
             self.fail_overdue_calls(&mut state, Utc::now()).await?;
         }
 
+        if events.is_empty() && !state.has_changes() {
+            // Idle: nothing to save, so no write transaction every poll.
+            self.loaded = Some((state, from));
+            return Ok(0);
+        }
         let mut tx = self.store.begin().await?;
         let saved = checkpoint::lock(&mut tx, SAGA_NAME).await?;
         if saved != from {

@@ -119,6 +119,11 @@ impl SagaState {
         }
     }
 
+    /// Whether anything changed since the last save.
+    pub fn has_changes(&self) -> bool {
+        !(self.changed_drivers.is_empty() && self.changed_dispatches.is_empty())
+    }
+
     /// Writes what changed since the last save into `tx`.
     pub async fn save(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
         for driver_id in std::mem::take(&mut self.changed_drivers) {
