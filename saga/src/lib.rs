@@ -15,5 +15,4 @@ mod candidates;
 mod dispatcher;
 mod state;
 
-pub use candidates::rank_candidates;
 pub use dispatcher::{DispatchSaga, SagaConfig, SAGA_NAME};
