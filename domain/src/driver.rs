@@ -117,6 +117,10 @@ impl Rejection for DriverError {
     fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound)
     }
+
+    fn is_invalid_input(&self) -> bool {
+        matches!(self, Self::InvalidName)
+    }
 }
 
 /// A registered driver's standing facts.

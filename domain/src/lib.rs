@@ -32,6 +32,11 @@ pub trait Rejection: std::error::Error {
     fn is_not_found(&self) -> bool {
         false
     }
+    /// Whether the command itself carried a bad value (HTTP 422), rather than being
+    /// forbidden by the aggregate's current state (409).
+    fn is_invalid_input(&self) -> bool {
+        false
+    }
 }
 
 /// Implements [`cqrs_es::DomainEvent`] with the variant name as the wire name.

@@ -362,5 +362,6 @@ fn driver_rejections_have_stable_codes_and_only_not_found_is_a_404() {
     for (error, code) in cases {
         assert_eq!(error.code(), code);
         assert_eq!(error.is_not_found(), error == DriverError::NotFound, "{code}");
+        assert_eq!(error.is_invalid_input(), error == DriverError::InvalidName, "{code}");
     }
 }

@@ -54,14 +54,6 @@ pub async fn register(
     Json(input): Json<RegisterDriver>,
 ) -> Result<Response, ApiError> {
     let tel = parse_tel(&input.tel)?;
-    // Bad input is a 422 here, not the 409 the aggregate's rejection would become.
-    let name_chars = input.name.trim().chars().count();
-    if name_chars == 0 || name_chars > Driver::MAX_NAME_CHARS {
-        return Err(ApiError::invalid(
-            "INVALID_NAME",
-            format!("name must be 1 to {} characters", Driver::MAX_NAME_CHARS),
-        ));
-    }
     let driver_id = Uuid::now_v7();
     let command = DriverCommand::Register {
         driver_id,

@@ -38,9 +38,16 @@ impl ApiError {
         self
     }
 
-    /// A domain rejection: 404 when the aggregate does not exist, 409 otherwise.
+    /// A domain rejection: 404 when the aggregate does not exist, 422 for a bad value in
+    /// the command, 409 when the current state forbids it.
     pub fn rejected(rejection: &impl Rejection) -> Self {
-        let status = if rejection.is_not_found() { StatusCode::NOT_FOUND } else { StatusCode::CONFLICT };
+        let status = if rejection.is_not_found() {
+            StatusCode::NOT_FOUND
+        } else if rejection.is_invalid_input() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::CONFLICT
+        };
         Self::new(status, rejection.code(), rejection.to_string())
     }
 }
