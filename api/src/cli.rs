@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use projections::{replay, AssignmentView, CallView, DriverView, StreamView, ViewChanges, PROJECTIONS};
 use saga::SagaConfig;
@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::http::event_json;
+use crate::server::{Limits, Role};
 use crate::telemetry::LogFormat;
 use crate::{AppState, ServeConfig};
 
@@ -67,6 +68,25 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "DRIVERCENTER_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// Seconds between a shutdown signal and closing the listener, while `/readyz`
+    /// already answers 503, so that load balancers stop sending first.
+    #[arg(long, env = "DRIVERCENTER_DRAIN_SECS", default_value_t = 0)]
+    pub drain_secs: u64,
+    /// What this process runs: the API and the workers (`all`), the API alone (`api`,
+    /// any number of replicas) or the workers alone (`worker`, one active per database,
+    /// the others standing by). Split roles need PostgreSQL.
+    #[arg(long, env = "DRIVERCENTER_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+    /// Requests served at once; more are answered 503 OVERLOADED.
+    #[arg(long, env = "DRIVERCENTER_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
+    /// Events the dispatcher may lag behind the log before new calls get 503 OVERLOADED.
+    #[arg(long, env = "DRIVERCENTER_MAX_DISPATCH_BACKLOG", default_value_t = 5000)]
+    pub max_dispatch_backlog: u64,
+    /// Seconds a request may take before it is answered 503 REQUEST_TIMEOUT; more than
+    /// the longest `Prefer: wait` (30 s).
+    #[arg(long, env = "DRIVERCENTER_REQUEST_TIMEOUT_SECS", default_value_t = 40, value_parser = clap::value_parser!(u64).range(31..=3600))]
+    pub request_timeout_secs: u64,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -99,6 +119,12 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
     if !(args.dispatch_radius_km.is_finite() && args.dispatch_radius_km > 0.0) {
         bail!("--dispatch-radius-km must be a positive number of kilometres");
     }
+    if args.role != Role::All && store.backend() == Backend::Sqlite {
+        bail!(
+            "--role {} needs PostgreSQL: the embedded SQLite store belongs to one process, so run `--role all`",
+            args.role.to_possible_value().map_or_else(String::new, |value| value.get_name().to_string())
+        );
+    }
     match store.backend() {
         // The embedded store belongs to this process alone: bring it up to date.
         Backend::Sqlite => store.migrate().await.context("migration failed")?,
@@ -116,22 +142,46 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
             radius_km: args.dispatch_radius_km,
         },
         read_your_write_timeout: Duration::from_secs(5),
+        limits: Limits {
+            max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
+            max_dispatch_backlog: args.max_dispatch_backlog,
+            request_timeout: Duration::from_secs(args.request_timeout_secs),
+            ..Limits::default()
+        },
     };
+    crate::telemetry::metrics();
     let state = AppState::new(store, config);
+    if args.role == Role::Api {
+        // The views change in the worker's process: hear of it to wake waiting requests.
+        state.changes.follow(&state.store);
+    }
     let listener = TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
-    tracing::info!(address = %listener.local_addr()?, backend = ?state.store.backend(), "drivercenter serving");
+    tracing::info!(address = %listener.local_addr()?, backend = ?state.store.backend(), role = ?args.role, "drivercenter serving");
 
-    let (stop, shutdown) = watch::channel(false);
-    let mut workers = crate::spawn_workers(&state, shutdown.clone());
-    let server = tokio::spawn(crate::run(listener, state, shutdown));
-    shutdown_signal().await;
-    tracing::info!("shutdown signal received; draining");
-    stop.send_replace(true);
     let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let (stop, shutdown) = watch::channel(false);
+    let workers = args
+        .role
+        .runs_workers()
+        .then(|| tokio::spawn(crate::server::run_workers_when_leader(state.clone(), grace, shutdown.clone())));
+    let router = if args.role.serves_api() {
+        crate::http::router(state.clone())
+    } else {
+        crate::http::operations_router(state.clone())
+    };
+    let server = tokio::spawn(crate::server::serve_router(listener, state.clone(), router, shutdown));
+    shutdown_signal().await;
+    state.stop_accepting();
+    tracing::info!(drain_secs = args.drain_secs, "shutdown signal received; readiness off, draining");
+    tokio::time::sleep(Duration::from_secs(args.drain_secs)).await;
+    stop.send_replace(true);
     if tokio::time::timeout(grace, server).await.is_err() {
         tracing::warn!("requests still in flight after {grace:?}; closing anyway");
     }
-    while tokio::time::timeout(grace, workers.join_next()).await.ok().flatten().is_some() {}
+    if let Some(workers) = workers {
+        let _ = workers.await;
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 
 pub mod cli;
 pub mod http;
+mod monitor;
 pub mod server;
 pub mod telemetry;
 
-pub use server::{run, spawn_workers, AppState, ServeConfig};
+pub use server::{run, spawn_workers, AppState, Limits, Role, ServeConfig};

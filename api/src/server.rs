@@ -1,6 +1,6 @@
 //! Wiring: the shared state, the background workers and the HTTP server's lifetime.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,14 +11,79 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::http;
+use crate::{http, monitor};
 
-/// Settings the HTTP layer needs.
+/// Which parts of the system a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The API and the workers in one process.
+    All,
+    /// The HTTP API alone: stateless, any number of replicas.
+    Api,
+    /// The saga, the projections and the notifier, one active per database; only the
+    /// operational routes are served.
+    Worker,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        matches!(self, Self::All | Self::Api)
+    }
+
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Self::All | Self::Worker)
+    }
+}
+
+/// When the API stops taking new work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests served at once; one more is answered 503 `OVERLOADED`.
+    pub max_in_flight: usize,
+    /// Events the saga may lag behind the head of the log before new calls are refused.
+    pub max_dispatch_backlog: u64,
+    /// The longest a request may take before it is answered 503 `REQUEST_TIMEOUT`.
+    pub request_timeout: Duration,
+    /// How often the backlog and the subscribers' lag are measured.
+    pub monitor_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 512,
+            max_dispatch_backlog: 5000,
+            request_timeout: Duration::from_secs(40),
+            monitor_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Settings the HTTP layer and the workers need.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ServeConfig {
     pub saga: SagaConfig,
     /// How long a command's answer waits for its own change to reach the views.
     pub read_your_write_timeout: Duration,
+    pub limits: Limits,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            saga: SagaConfig { dispatch_timeout: Duration::from_secs(60), radius_km: 5.0 },
+            read_your_write_timeout: Duration::from_secs(5),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The load the process is under, as the overload guard reads it.
+#[derive(Debug, Default)]
+pub struct Load {
+    pub in_flight: AtomicUsize,
+    /// Head of the log minus the saga's checkpoint, as last measured.
+    pub dispatch_backlog: AtomicU64,
 }
 
 /// What every handler shares; cheap to clone.
@@ -27,17 +92,29 @@ pub struct AppState {
     pub store: Store,
     pub changes: ViewChanges,
     pub config: ServeConfig,
+    pub load: Arc<Load>,
     /// Turned false when shutdown begins, so that readiness fails before the listener closes.
     pub accepting: Arc<AtomicBool>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ServeConfig) -> Self {
-        Self { store, changes: ViewChanges::default(), config, accepting: Arc::new(AtomicBool::new(true)) }
+        Self {
+            store,
+            changes: ViewChanges::default(),
+            config,
+            load: Arc::default(),
+            accepting: Arc::new(AtomicBool::new(true)),
+        }
     }
 
     pub fn is_accepting(&self) -> bool {
         self.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Marks the process as going away: readiness fails from now on.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
     }
 }
 
@@ -53,15 +130,56 @@ pub fn spawn_workers(state: &AppState, shutdown: watch::Receiver<bool>) -> JoinS
     workers
 }
 
-/// Serves the API on `listener` until `shutdown` turns true, then stops accepting and
-/// lets requests in flight finish.
-pub async fn run(listener: TcpListener, state: AppState, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-    let accepting = state.accepting.clone();
-    let app = http::router(state);
-    axum::serve(listener, app)
+/// Runs the workers whenever this process holds the worker lock, until `shutdown`: a
+/// standby waits for the lock, and an active worker that loses it stops its workers at
+/// once and stands by again. `grace` bounds how long stopping workers may take.
+pub async fn run_workers_when_leader(state: AppState, grace: Duration, mut shutdown: watch::Receiver<bool>) {
+    let active = metrics::gauge!("drivercenter_worker_active");
+    while let Some(mut leadership) = state.store.acquire_leadership(&mut shutdown).await {
+        tracing::info!("worker lock held; this worker is active");
+        active.set(1.0);
+        let (stop, stopped) = watch::channel(false);
+        let mut workers = spawn_workers(&state, stopped);
+        let lost = tokio::select! {
+            error = leadership.lost() => {
+                tracing::error!(error = %store::error_chain(&error), "worker lock lost; stopping the workers");
+                true
+            }
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        };
+        stop.send_replace(true);
+        let drained = tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("workers still busy after {grace:?}; abandoning their step");
+            workers.abort_all();
+        }
+        active.set(0.0);
+        leadership.release().await;
+        if !lost {
+            return;
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` turns true, then stops accepting and
+/// lets requests in flight finish. Measures the load for the overload guard meanwhile.
+pub async fn serve_router(
+    listener: TcpListener,
+    state: AppState,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    tokio::spawn(monitor::run(state.clone(), shutdown.clone()));
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
-            accepting.store(false, Ordering::SeqCst);
+            state.stop_accepting();
         })
         .await
+}
+
+/// Serves the whole API on `listener` until `shutdown` turns true.
+pub async fn run(listener: TcpListener, state: AppState, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    let router = http::router(state.clone());
+    serve_router(listener, state, router, shutdown).await
 }

@@ -10,13 +10,17 @@ use store::{checkpoint, on_tx, LogPosition, Store, StoreError, Tx, Worker};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use crate::StreamView;
+use crate::{AssignmentView, CallView, DriverView, StreamView};
 
 /// Events applied per transaction.
 pub const BATCH_SIZE: usize = 500;
 
 /// How long a projector sleeps without a wake-up before it looks at the log anyway.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The PostgreSQL channel on which projectors announce committed view changes to the
+/// other processes (API replicas wait on them); payload `view:id:version`.
+const VIEW_CHANNEL: &str = "drivercenter_views";
 
 /// A view row that changed, announced after its transaction committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +50,48 @@ impl ViewChanges {
         // Nobody listening is normal.
         let _ = self.0.send(change);
     }
+
+    /// Also announces the changes that projectors in other processes commit, for a
+    /// process that serves the API without running the projectors itself.
+    pub fn follow(&self, store: &Store) {
+        let changes = self.clone();
+        store.listen(VIEW_CHANNEL, move |payload| {
+            if let Some(change) = payload.and_then(ViewChange::parse) {
+                changes.announce(change);
+            }
+            true
+        });
+    }
+}
+
+impl ViewChange {
+    fn payload(&self) -> String {
+        format!("{}:{}:{}", self.view, self.id, self.version)
+    }
+
+    fn parse(payload: &str) -> Option<Self> {
+        let mut parts = payload.splitn(3, ':');
+        let view = match parts.next()? {
+            name if name == CallView::NAME => CallView::NAME,
+            name if name == DriverView::NAME => DriverView::NAME,
+            name if name == AssignmentView::NAME => AssignmentView::NAME,
+            _ => return None,
+        };
+        Some(Self { view, id: parts.next()?.parse().ok()?, version: parts.next()?.parse().ok()? })
+    }
+}
+
+/// Queues a notification of each change, delivered by PostgreSQL when `tx` commits.
+async fn notify_other_processes(tx: &mut Tx, changes: &[ViewChange]) -> Result<(), StoreError> {
+    if let (Tx::Postgres(tx), false) = (tx, changes.is_empty()) {
+        let payloads: Vec<String> = changes.iter().map(ViewChange::payload).collect();
+        sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+            .bind(VIEW_CHANNEL)
+            .bind(payloads)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -84,6 +130,7 @@ impl<V: StreamView> Projector<V> {
                 changes.push(ViewChange { view: V::NAME, id, version: view.version() });
             }
         }
+        notify_other_processes(&mut tx, &changes).await?;
         checkpoint::save(&mut tx, V::NAME, last_position).await?;
         tx.commit().await?;
         for change in changes {

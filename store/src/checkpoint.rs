@@ -52,3 +52,16 @@ pub async fn read(store: &Store, name: &str) -> Result<LogPosition, StoreError> 
     });
     Ok(row.unwrap_or(LogPosition::START))
 }
+
+/// Every subscriber's checkpoint, without locking (for lag reports).
+pub async fn read_all(store: &Store) -> Result<Vec<(String, LogPosition)>, StoreError> {
+    crate::on_db!(store.db(), pool => {
+        sqlx::query("SELECT name, commit_position, prepare_position FROM checkpoints ORDER BY name")
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, LogPosition { commit: row.try_get(1)?, prepare: row.try_get(2)? })))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
+    })
+}

@@ -2,14 +2,12 @@
 //! run on either pool through [`on_db!`](crate::on_db) and [`on_tx!`](crate::on_tx).
 
 use std::str::FromStr;
-use std::sync::Weak;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite, Transaction};
-use tokio::sync::watch;
 
 use crate::StoreError;
 
@@ -156,42 +154,38 @@ impl Tx {
     }
 }
 
-/// Turns PostgreSQL notifications of appends (from any process) into local wake-ups.
-/// Reconnects after a lost connection; ends when the store is dropped.
-pub(crate) async fn forward_notifications(pool: PgPool, appended: Weak<watch::Sender<u64>>) {
+/// Hands every notification on `channel` (from any process) to `deliver`, and `None`
+/// after a reconnect, since notifications sent meanwhile are lost. Reconnects after a lost
+/// connection; ends when the pool closes or `deliver` returns false.
+pub(crate) async fn listen(pool: PgPool, channel: &'static str, mut deliver: impl FnMut(Option<&str>) -> bool) {
     loop {
         let listener = async {
             let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(APPEND_CHANNEL).await?;
+            listener.listen(channel).await?;
             Ok::<_, sqlx::Error>(listener)
         };
         let mut listener = match listener.await {
             Ok(listener) => listener,
             Err(error) if pool.is_closed() => {
-                tracing::debug!(%error, "pool closed; no longer listening for appends");
+                tracing::debug!(%error, channel, "pool closed; no longer listening");
                 return;
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot listen for appends; polling until reconnected");
+                tracing::warn!(%error, channel, "cannot listen; polling until reconnected");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
         loop {
-            match listener.try_recv().await {
-                // `None` means the connection dropped and was re-established: wake readers
-                // too, since notifications sent meanwhile are lost.
-                Ok(_) => match appended.upgrade() {
-                    Some(sender) => sender.send_modify(|count| *count = count.wrapping_add(1)),
-                    None => return,
-                },
+            let delivered = match listener.try_recv().await {
+                Ok(notification) => deliver(notification.as_ref().map(|notification| notification.payload())),
                 Err(_) if pool.is_closed() => return,
                 Err(error) => {
-                    tracing::warn!(%error, "lost the append notification channel");
+                    tracing::warn!(%error, channel, "lost the notification channel");
                     break;
                 }
-            }
-            if pool.is_closed() {
+            };
+            if !delivered || pool.is_closed() {
                 return;
             }
         }

@@ -7,6 +7,7 @@
 mod db;
 mod error;
 mod executor;
+mod leader;
 mod log;
 mod metadata;
 mod worker;
@@ -19,6 +20,7 @@ pub mod testing;
 pub use db::{Backend, Db, Tx};
 pub use error::StoreError;
 pub use executor::{CommandError, Committed};
+pub use leader::Leadership;
 pub use log::{AnyEvent, LogPosition, LoggedEvent};
 pub use metadata::{event_id, CommandMeta};
 pub use worker::{run_worker, Worker};
@@ -60,10 +62,24 @@ impl Store {
         let db = Db::connect(url).await?;
         let (appended, _) = watch::channel(0);
         let store = Self { db, appended: Arc::new(appended) };
-        if let Db::Postgres(pool) = &store.db {
-            tokio::spawn(db::forward_notifications(pool.clone(), Arc::downgrade(&store.appended)));
-        }
+        let appended = Arc::downgrade(&store.appended);
+        store.listen(db::APPEND_CHANNEL, move |_| match appended.upgrade() {
+            Some(sender) => {
+                sender.send_modify(|count| *count = count.wrapping_add(1));
+                true
+            }
+            None => false,
+        });
         Ok(store)
+    }
+
+    /// On PostgreSQL, hands each notification on `channel`, from any process, to
+    /// `deliver` (`None` after a reconnect, when some may have been missed) until it
+    /// returns false or the store closes. The embedded store has no other process to hear.
+    pub fn listen(&self, channel: &'static str, deliver: impl FnMut(Option<&str>) -> bool + Send + 'static) {
+        if let Db::Postgres(pool) = &self.db {
+            tokio::spawn(db::listen(pool.clone(), channel, deliver));
+        }
     }
 
     pub fn db(&self) -> &Db {

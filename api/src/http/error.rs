@@ -10,7 +10,13 @@ use store::{CommandError, StoreError};
 pub enum ApiError {
     /// A client error with a stable code: bad input (400/422), unknown ids (404), or a
     /// command the current state forbids (409).
-    Problem { status: StatusCode, code: &'static str, detail: String, extra: Map<String, Value> },
+    Problem {
+        status: StatusCode,
+        code: &'static str,
+        detail: String,
+        extra: Map<String, Value>,
+        retry_after: Option<u32>,
+    },
     /// The database cannot be reached just now: 503 with `Retry-After`.
     Unavailable(StoreError),
     /// Something on our side failed; logged with its causes, answered opaquely.
@@ -19,7 +25,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Problem { status, code, detail: detail.into(), extra: Map::new() }
+        Self::Problem { status, code, detail: detail.into(), extra: Map::new(), retry_after: None }
     }
 
     pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
@@ -34,6 +40,14 @@ impl ApiError {
     pub fn with(mut self, key: &str, value: Value) -> Self {
         if let Self::Problem { extra, .. } = &mut self {
             extra.insert(key.to_string(), value);
+        }
+        self
+    }
+
+    /// Tells the client when to try again (`Retry-After`, in seconds).
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        if let Self::Problem { retry_after, .. } = &mut self {
+            *retry_after = Some(seconds);
         }
         self
     }
@@ -82,23 +96,17 @@ fn title(status: StatusCode) -> &'static str {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut retry_after = None;
-        let (status, code, detail, extra) = match self {
-            Self::Problem { status, code, detail, extra } => (status, code, detail, extra),
+        let (status, code, detail, extra, retry_after) = match self {
+            Self::Problem { status, code, detail, extra, retry_after } => (status, code, detail, extra, retry_after),
             Self::Unavailable(error) => {
                 tracing::warn!(error = %store::error_chain(&error), "database unavailable");
-                retry_after = Some(HeaderValue::from_static("1"));
                 let detail = "the database cannot be reached just now; try again shortly".into();
-                (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", detail, Map::new())
+                (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", detail, Map::new(), Some(1))
             }
             Self::Internal(error) => {
                 tracing::error!(error = %store::error_chain(error.as_ref()), "request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL",
-                    "the server could not answer; try again".into(),
-                    Map::new(),
-                )
+                let detail = "the server could not answer; try again".into();
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", detail, Map::new(), None)
             }
         };
         let mut body = json!({
@@ -114,7 +122,7 @@ impl IntoResponse for ApiError {
         let mut response = (status, body.to_string()).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(seconds) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -35,7 +35,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
-        let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| too_large())?;
+        let bytes = axum::body::to_bytes(body, super::MAX_BODY_BYTES).await.map_err(|_| too_large())?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }

@@ -6,10 +6,12 @@ mod compat;
 mod drivers;
 mod error;
 mod extract;
+mod guard;
 mod input;
 mod ops;
 mod wait;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -35,6 +37,9 @@ pub struct Page<T> {
     pub next_cursor: Option<Uuid>,
 }
 
+/// The largest request body any route takes: a call or a driver is a few hundred bytes.
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Request ids are UUIDv7, so that they sort by time like every other id here.
@@ -47,18 +52,9 @@ impl MakeRequestId for MakeRequestUuidV7 {
     }
 }
 
+/// The whole API, with its layers.
 pub fn router(state: AppState) -> Router {
-    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-        let request_id = request.headers().get(REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or("");
-        tracing::info_span!(
-            "request",
-            method = %request.method(),
-            path = %request.uri().path(),
-            request_id,
-            correlation_id = tracing::field::Empty,
-        )
-    });
-    Router::new()
+    let routes = Router::new()
         .route("/calls", post(calls::create).get(calls::history))
         .route("/calls/{call_id}", get(calls::show).delete(calls::cancel))
         .route("/calls/{call_id}/cancel", post(calls::cancel))
@@ -72,12 +68,40 @@ pub fn router(state: AppState) -> Router {
         .route("/drivers/{driver_id}/offline", post(drivers::go_offline))
         .route("/assignments", get(assignments::list))
         .route("/assignments/{call_id}", get(assignments::show))
+        .merge(compat::routes());
+    with_layers(routes.merge(operations()), state)
+}
+
+/// Only the operational routes, for a worker process: probes and metrics.
+pub fn operations_router(state: AppState) -> Router {
+    with_layers(operations(), state)
+}
+
+fn operations() -> Router<AppState> {
+    Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .merge(compat::routes())
+        .route("/metrics", get(ops::metrics))
+}
+
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        let request_id = request.headers().get(REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or("");
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id,
+            correlation_id = tracing::field::Empty,
+        )
+    });
+    routes
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::shed))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .layer(axum::middleware::from_fn(guard::observe))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuidV7))

@@ -1,7 +1,7 @@
 //! Liveness, readiness and the answers for routes that do not exist.
 
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
 use serde_json::json;
 
@@ -23,6 +23,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         (StatusCode::OK, "ready")
     };
     (status, axum::Json(json!({ "status": reason })))
+}
+
+/// Prometheus text format: HTTP, dispatch, subscriber, saga, notifier and overload metrics.
+pub async fn metrics() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::telemetry::metrics().render())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

@@ -88,7 +88,14 @@ pub struct TestApp {
     pub store: Store,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
-    _workers: JoinSet<()>,
+    workers: JoinSet<()>,
+}
+
+impl TestApp {
+    /// Starts the projections and the saga, as a worker process would.
+    pub fn start_workers(&mut self) {
+        self.workers = drivercenter::spawn_workers(&self.state, self.shutdown.subscribe());
+    }
 }
 
 impl Drop for TestApp {
@@ -99,21 +106,23 @@ impl Drop for TestApp {
 
 /// The app on a fresh database of `backend`, or `None` when that backend is unavailable.
 pub async fn spawn_app(backend: TestBackend, dispatch_timeout: Duration) -> Option<TestApp> {
+    let config = ServeConfig { saga: saga::SagaConfig { dispatch_timeout, radius_km: 5.0 }, ..ServeConfig::default() };
+    let mut app = spawn_api(backend, config).await?;
+    app.start_workers();
+    Some(app)
+}
+
+/// The API alone, as `--role api` runs it: nothing dispatches calls or updates the
+/// views until [`TestApp::start_workers`].
+pub async fn spawn_api(backend: TestBackend, config: ServeConfig) -> Option<TestApp> {
     let store = fresh_store(backend).await?;
-    let state = AppState::new(
-        store.clone(),
-        ServeConfig {
-            saga: saga::SagaConfig { dispatch_timeout, radius_km: 5.0 },
-            read_your_write_timeout: Duration::from_secs(5),
-        },
-    );
+    let state = AppState::new(store.clone(), config);
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let workers = drivercenter::spawn_workers(&state, shutdown_rx.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
     let address = format!("http://{}", listener.local_addr().expect("the bound address"));
     tokio::spawn(drivercenter::run(listener, state.clone(), shutdown_rx));
     let client = Client::builder().timeout(Duration::from_secs(40)).build().expect("build the HTTP client");
-    Some(TestApp { address, client, store, state, shutdown, _workers: workers })
+    Some(TestApp { address, client, store, state, shutdown, workers: JoinSet::new() })
 }
 
 /// An answer: status, headers, the body as JSON (`Null` when it is not JSON) and as text.
