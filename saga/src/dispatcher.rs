@@ -14,6 +14,7 @@ use store::{
     Worker,
 };
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::candidates::rank_candidates;
@@ -79,7 +80,12 @@ impl DispatchSaga {
         let events = self.store.read_after(from, BATCH_SIZE).await?;
         let to = events.last().map_or(from, |event| event.position);
         for logged in &events {
-            self.handle(&mut state, logged).await?;
+            let span = tracing::info_span!(
+                "saga",
+                correlation_id = %logged.metadata.correlation_id,
+                event_type = %logged.event_type,
+            );
+            self.handle(&mut state, logged).instrument(span).await?;
         }
         if events.len() < BATCH_SIZE {
             self.match_waiting_calls(&mut state).await?;
@@ -230,7 +236,13 @@ impl DispatchSaga {
         match settled(
             self.store.execute::<Call>(call_id, confirm_call, &meta(call_id, cause, "ConfirmCall", call_id, now)).await,
         )? {
-            Ok(_) => state.finish_dispatch(call_id),
+            Ok(committed) => {
+                if let (true, Some(dispatch)) = (committed.appended > 0, state.dispatches.get(&call_id)) {
+                    let waited = (now - dispatch.requested_at).to_std().unwrap_or_default();
+                    metrics::histogram!("drivercenter_dispatch_latency_seconds").record(waited.as_secs_f64());
+                }
+                state.finish_dispatch(call_id);
+            }
             // The cancel that beat us will cancel the assignment and release the driver;
             // a completed call was confirmed before (this is a redelivered reservation).
             Err(CallError::AlreadyCancelled | CallError::AlreadyCompleted) => {}
@@ -342,6 +354,8 @@ impl DispatchSaga {
                         break;
                     }
                     Err(rejection) => {
+                        metrics::counter!("drivercenter_saga_retries_total", "reason" => "reservation_refused")
+                            .increment(1);
                         refused.insert(driver_id);
                         let refusal =
                             AssignmentCommand::RecordRefusal { driver_id, reason: rejection.to_string(), at: now };

@@ -73,6 +73,7 @@ impl Store {
                 }
                 Err(AggregateError::AggregateConflict) => {
                     tracing::debug!(aggregate = A::TYPE, %id, attempt, "version conflict; retrying");
+                    metrics::counter!("drivercenter_command_conflicts_total", "aggregate" => A::TYPE).increment(1);
                     tokio::time::sleep(Duration::from_millis(u64::from(attempt * attempt))).await;
                 }
                 Err(AggregateError::UserError(rejection)) => return Err(CommandError::Rejected(rejection)),

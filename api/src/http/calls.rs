@@ -19,7 +19,7 @@ use store::idempotency::{self, Claim};
 use store::LoggedEvent;
 use uuid::Uuid;
 
-use super::extract::{OptionalJson, PathId, Query, RawBody, RequestContext};
+use super::extract::{correlate, OptionalJson, PathId, Query, RawBody, RequestContext};
 use super::input::{command_meta, parse_drive_type, parse_fare, parse_reason, parse_tel, LocationInput};
 use super::wait::{view_at, view_until};
 use super::{ApiError, Page};
@@ -125,6 +125,7 @@ pub async fn request_call(
             }
         }
     }
+    correlate(call_id);
     let request = CallRequest {
         call_id,
         tel: call.tel,
@@ -191,6 +192,7 @@ pub async fn show(
     PathId(call_id): PathId,
     Query(query): Query<ShowQuery>,
 ) -> Result<axum::Json<CallView>, ApiError> {
+    correlate(call_id);
     let view = match query.min_version {
         Some(raw) => {
             let version: i64 =
@@ -253,6 +255,7 @@ async fn change_call(
     call_id: Uuid,
     command: CallCommand,
 ) -> Result<Response, ApiError> {
+    correlate(call_id);
     let meta = command_meta(context, call_id, ACTOR);
     let committed = state.store.execute::<Call>(call_id, command, &meta).await?;
     let view = view_at::<CallView>(state, call_id, committed.version).await?;

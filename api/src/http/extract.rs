@@ -134,3 +134,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
         Ok(Self { request_id })
     }
 }
+
+/// Names the call a request is about on its span, so that its log lines carry the same
+/// correlation id as the events it causes.
+pub fn correlate(call_id: Uuid) {
+    tracing::Span::current().record("correlation_id", tracing::field::display(call_id));
+}
