@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `replay`, `events`. Every option also reads
+//! The command line: `serve`, `migrate`, `replay`, `events`, `notifications`. Every option also reads
 //! an environment variable, so containers configure it without flags.
 
 use std::net::SocketAddr;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use notifier::{AlimTalkConfig, ChannelConfig, NotificationState, Notifier, NotifierConfig, WebhookConfig};
 use projections::{replay, AssignmentView, CallView, DriverView, StreamView, ViewChanges, PROJECTIONS};
 use saga::SagaConfig;
 use store::{Backend, LogPosition, Store};
@@ -34,8 +35,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API with the projections and the dispatch saga in one process.
-    Serve(ServeArgs),
+    /// Serve the HTTP API with the projections, the dispatch saga and the notifier in one process.
+    Serve(Box<ServeArgs>),
     /// Apply the database migrations and exit.
     Migrate,
     /// Rebuild read models from the start of the log: `calls`, `drivers`, `assignments` or `all`.
@@ -52,6 +53,28 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// List customer notifications by delivery state, or retry a dead one.
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// Print notifications in one state as JSON lines, oldest first.
+    List {
+        /// PENDING, DELIVERED or DEAD.
+        #[arg(long, default_value = "DEAD", value_parser = parse_state)]
+        state: NotificationState,
+        /// At most this many.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
+    /// Put a DEAD notification back in line, due now with its attempts reset.
+    Retry { id: Uuid },
+}
+
+fn parse_state(raw: &str) -> Result<NotificationState, String> {
+    NotificationState::parse(raw).ok_or_else(|| "expected PENDING, DELIVERED or DEAD".to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +110,91 @@ pub struct ServeArgs {
     /// the longest `Prefer: wait` (30 s).
     #[arg(long, env = "DRIVERCENTER_REQUEST_TIMEOUT_SECS", default_value_t = 40, value_parser = clap::value_parser!(u64).range(31..=3600))]
     pub request_timeout_secs: u64,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NotifyChannel {
+    Log,
+    Webhook,
+    Alimtalk,
+}
+
+/// Where customer notifications go, and how hard delivery tries.
+#[derive(Debug, clap::Args)]
+pub struct NotifyArgs {
+    /// `log` (a JSON line per message), `webhook` (signed POST) or `alimtalk` (KakaoTalk).
+    #[arg(long, env = "DRIVERCENTER_NOTIFY_CHANNEL", value_enum, default_value = "log")]
+    pub notify_channel: NotifyChannel,
+    /// Where the webhook channel POSTs each message.
+    #[arg(long, env = "DRIVERCENTER_NOTIFY_WEBHOOK_URL")]
+    pub notify_webhook_url: Option<String>,
+    /// The key of the webhook's `X-Drivercenter-Signature` HMAC-SHA256.
+    #[arg(long, env = "DRIVERCENTER_NOTIFY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub notify_webhook_secret: Option<String>,
+    /// The AlimTalk provider's API root.
+    #[arg(long, env = "DRIVERCENTER_ALIMTALK_BASE_URL")]
+    pub alimtalk_base_url: Option<String>,
+    /// The provider's app key, part of the messages URL.
+    #[arg(long, env = "DRIVERCENTER_ALIMTALK_APP_KEY", hide_env_values = true)]
+    pub alimtalk_app_key: Option<String>,
+    /// Sent as `X-Secret-Key` with every message.
+    #[arg(long, env = "DRIVERCENTER_ALIMTALK_SECRET_KEY", hide_env_values = true)]
+    pub alimtalk_secret_key: Option<String>,
+    /// The KakaoTalk channel's sender key.
+    #[arg(long, env = "DRIVERCENTER_ALIMTALK_SENDER_KEY", hide_env_values = true)]
+    pub alimtalk_sender_key: Option<String>,
+    /// The registered number SMS fallbacks come from; without it there is no fallback.
+    #[arg(long, env = "DRIVERCENTER_ALIMTALK_SMS_SENDER")]
+    pub alimtalk_sms_sender: Option<String>,
+    /// Seconds one delivery attempt may take.
+    #[arg(long, env = "DRIVERCENTER_NOTIFY_TIMEOUT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub notify_timeout_secs: u64,
+    /// Attempts before a message is dead.
+    #[arg(long, env = "DRIVERCENTER_NOTIFY_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub notify_max_attempts: u32,
+    /// Consecutive failures that open the circuit breaker.
+    #[arg(long, env = "DRIVERCENTER_NOTIFY_BREAKER_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub notify_breaker_threshold: u32,
+    /// Seconds an open breaker holds messages back before it tries one.
+    #[arg(long, env = "DRIVERCENTER_NOTIFY_BREAKER_COOLDOWN_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub notify_breaker_cooldown_secs: u64,
+}
+
+impl NotifyArgs {
+    /// The notifier these flags describe; an error names what a channel lacks.
+    pub fn notifier(&self) -> anyhow::Result<Notifier> {
+        let channel_name = self.notify_channel.to_possible_value().map(|value| value.get_name().to_string());
+        let required = |value: &Option<String>, flag: &str| {
+            value.clone().filter(|value| !value.is_empty()).with_context(|| {
+                format!("--notify-channel {} needs --{flag}", channel_name.as_deref().unwrap_or_default())
+            })
+        };
+        let channel = match self.notify_channel {
+            NotifyChannel::Log => ChannelConfig::Log,
+            NotifyChannel::Webhook => ChannelConfig::Webhook(WebhookConfig {
+                url: required(&self.notify_webhook_url, "notify-webhook-url")?,
+                secret: required(&self.notify_webhook_secret, "notify-webhook-secret")?,
+            }),
+            NotifyChannel::Alimtalk => ChannelConfig::AlimTalk(AlimTalkConfig {
+                base_url: required(&self.alimtalk_base_url, "alimtalk-base-url")?,
+                app_key: required(&self.alimtalk_app_key, "alimtalk-app-key")?,
+                secret_key: required(&self.alimtalk_secret_key, "alimtalk-secret-key")?,
+                sender_key: required(&self.alimtalk_sender_key, "alimtalk-sender-key")?,
+                sms_sender: self.alimtalk_sms_sender.clone().filter(|number| !number.is_empty()),
+            }),
+        };
+        let config = NotifierConfig {
+            channel,
+            timeout: Duration::from_secs(self.notify_timeout_secs),
+            max_attempts: self.notify_max_attempts,
+            breaker_threshold: self.notify_breaker_threshold,
+            breaker_cooldown: Duration::from_secs(self.notify_breaker_cooldown_secs),
+            ..NotifierConfig::default()
+        };
+        Ok(Notifier::new(config)?)
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -94,7 +202,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open {}", redact(&cli.database_url)))?;
     let outcome = match cli.command {
-        Command::Serve(args) => serve(store.clone(), args).await,
+        Command::Serve(args) => serve(store.clone(), *args).await,
         Command::Migrate => {
             store.migrate().await.context("migration failed")?;
             tracing::info!("migrations applied");
@@ -102,6 +210,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay { name } => replay_views(&store, &name).await,
         Command::Events { call, follow } => print_events(&store, call, follow).await,
+        Command::Notifications(command) => notifications(&store, command).await,
     };
     store.close().await;
     outcome
@@ -125,6 +234,7 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
             args.role.to_possible_value().map_or_else(String::new, |value| value.get_name().to_string())
         );
     }
+    let notifier = args.notify.notifier()?;
     match store.backend() {
         // The embedded store belongs to this process alone: bring it up to date.
         Backend::Sqlite => store.migrate().await.context("migration failed")?,
@@ -150,13 +260,19 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     crate::telemetry::metrics();
-    let state = AppState::new(store, config);
+    let state = AppState::new(store, config).with_notifier(notifier);
     if args.role == Role::Api {
         // The views change in the worker's process: hear of it to wake waiting requests.
         state.changes.follow(&state.store);
     }
     let listener = TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
-    tracing::info!(address = %listener.local_addr()?, backend = ?state.store.backend(), role = ?args.role, "drivercenter serving");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        backend = ?state.store.backend(),
+        role = ?args.role,
+        notify_channel = state.notifier.channel_name(),
+        "drivercenter serving"
+    );
 
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     let (stop, shutdown) = watch::channel(false);
@@ -228,6 +344,22 @@ async fn replay_views(store: &Store, name: &str) -> anyhow::Result<()> {
         };
         bar.finish();
         tracing::info!(projection = name, events = applied, "replayed");
+    }
+    Ok(())
+}
+
+/// The operators' notification commands; their output is JSON lines.
+async fn notifications(store: &Store, command: NotificationsCommand) -> anyhow::Result<()> {
+    match command {
+        NotificationsCommand::List { state, limit } => {
+            for notification in notifier::queries::by_state(store, state, limit).await? {
+                println!("{}", serde_json::to_string(&notification)?);
+            }
+        }
+        NotificationsCommand::Retry { id } => {
+            let notification = notifier::queries::retry(store, id).await?;
+            println!("{}", serde_json::to_string(&notification)?);
+        }
     }
     Ok(())
 }

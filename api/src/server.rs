@@ -95,6 +95,8 @@ pub struct AppState {
     pub load: Arc<Load>,
     /// Turned false when shutdown begins, so that readiness fails before the listener closes.
     pub accepting: Arc<AtomicBool>,
+    /// The customer notifier's channel and timings; the `log` channel unless configured.
+    pub notifier: notifier::Notifier,
 }
 
 impl AppState {
@@ -105,7 +107,12 @@ impl AppState {
             config,
             load: Arc::default(),
             accepting: Arc::new(AtomicBool::new(true)),
+            notifier: notifier::Notifier::default(),
         }
+    }
+
+    pub fn with_notifier(self, notifier: notifier::Notifier) -> Self {
+        Self { notifier, ..self }
     }
 
     pub fn is_accepting(&self) -> bool {
@@ -118,7 +125,7 @@ impl AppState {
     }
 }
 
-/// Starts the projections and the dispatch saga; they stop at a checkpoint once
+/// Starts the projections, the dispatch saga and the notifier; they stop at a checkpoint once
 /// `shutdown` turns true.
 pub fn spawn_workers(state: &AppState, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
     let mut workers = JoinSet::new();
@@ -126,6 +133,8 @@ pub fn spawn_workers(state: &AppState, shutdown: watch::Receiver<bool>) -> JoinS
     workers.spawn(Projector::<CallView>::new(store.clone(), state.changes.clone()).run(shutdown.clone()));
     workers.spawn(Projector::<DriverView>::new(store.clone(), state.changes.clone()).run(shutdown.clone()));
     workers.spawn(Projector::<AssignmentView>::new(store.clone(), state.changes.clone()).run(shutdown.clone()));
+    workers.spawn(state.notifier.outbox_writer(store.clone()).run(shutdown.clone()));
+    workers.spawn(state.notifier.deliverer(store.clone()).run(shutdown.clone()));
     workers.spawn(DispatchSaga::new(store.clone(), state.config.saga).run(shutdown));
     workers
 }

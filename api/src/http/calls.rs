@@ -20,7 +20,7 @@ use store::LoggedEvent;
 use uuid::Uuid;
 
 use super::extract::{correlate, OptionalJson, PathId, Query, RawBody, RequestContext};
-use super::input::{command_meta, parse_drive_type, parse_fare, parse_reason, parse_tel, LocationInput};
+use super::input::{command_meta, parse_drive_type, parse_fare, parse_limit, parse_reason, parse_tel, LocationInput};
 use super::wait::{view_at, view_until};
 use super::{ApiError, Page};
 use crate::AppState;
@@ -223,14 +223,7 @@ pub async fn history(
 ) -> Result<axum::Json<Page<CallView>>, ApiError> {
     let tel = query.tel.ok_or_else(|| ApiError::invalid("TEL_REQUIRED", "give the customer's number as ?tel="))?;
     let tel = parse_tel(&tel)?;
-    let limit = match query.limit {
-        None => 20,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=100).contains(limit))
-            .ok_or_else(|| ApiError::invalid("INVALID_LIMIT", "limit must be a whole number from 1 to 100"))?,
-    };
+    let limit = i64::from(parse_limit(query.limit.as_deref())?);
     let cursor = query
         .cursor
         .map(|cursor| {

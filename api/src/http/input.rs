@@ -35,6 +35,18 @@ pub fn location_problem(error: LocationError) -> ApiError {
     ApiError::invalid(code, error.to_string())
 }
 
+/// A listing's `?limit=`: 1 to 100, 20 when absent.
+pub fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
+    match raw {
+        None => Ok(20),
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|limit| (1..=100).contains(limit))
+            .ok_or_else(|| ApiError::invalid("INVALID_LIMIT", "limit must be a whole number from 1 to 100")),
+    }
+}
+
 pub fn parse_tel(tel: &str) -> Result<Tel, ApiError> {
     Tel::parse(tel).map_err(value_problem)
 }

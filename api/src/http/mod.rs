@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod guard;
 mod input;
+mod notifications;
 mod ops;
 mod wait;
 
@@ -61,6 +62,9 @@ pub fn router(state: AppState) -> Router {
         .route("/calls/{call_id}/complete", post(calls::complete))
         .route("/calls/{call_id}/timeline", get(calls::timeline))
         .route("/calls/{call_id}/stream", get(calls::stream))
+        .route("/calls/{call_id}/notifications", get(notifications::of_call))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/{notification_id}/retry", post(notifications::retry))
         .route("/drivers", post(drivers::register).get(drivers::list))
         .route("/drivers/{driver_id}", get(drivers::show))
         .route("/drivers/{driver_id}/online", post(drivers::go_online))

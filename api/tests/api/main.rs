@@ -11,6 +11,7 @@ mod compat;
 mod dispatch;
 mod drivers;
 mod history;
+mod notifications;
 mod overload;
 mod replay;
 mod stream;
