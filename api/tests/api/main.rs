@@ -11,5 +11,6 @@ mod compat;
 mod dispatch;
 mod drivers;
 mod history;
+mod openapi;
 mod replay;
 mod stream;
