@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::http::event_json;
+use crate::http::EventRecord;
 use crate::server::{Limits, Role};
 use crate::telemetry::LogFormat;
 use crate::{AppState, ServeConfig};
@@ -383,7 +383,7 @@ async fn write_events(store: &Store, call: Option<Uuid>, follow: bool) -> anyhow
     let mut out = std::io::stdout().lock();
     if let (Some(call_id), false) = (call, follow) {
         for event in store.read_correlated(call_id).await? {
-            writeln!(out, "{}", event_json(&event))?;
+            writeln!(out, "{}", serde_json::to_string(&EventRecord::from(&event))?)?;
         }
         return Ok(());
     }
@@ -394,7 +394,7 @@ async fn write_events(store: &Store, call: Option<Uuid>, follow: bool) -> anyhow
         let events = store.read_after(position, 1000).await?;
         for event in &events {
             if call.is_none_or(|call_id| event.metadata.correlation_id == call_id) {
-                writeln!(out, "{}", event_json(event))?;
+                writeln!(out, "{}", serde_json::to_string(&EventRecord::from(event))?)?;
             }
         }
         out.flush()?;

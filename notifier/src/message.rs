@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 /// What a message tells the customer; one per event it comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NotificationKind {
     CallConfirmed,

@@ -14,6 +14,7 @@ use crate::{NotificationKind, NotifierError};
 
 /// Where a message stands: waiting to be (re)sent, sent, or given up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NotificationState {
     Pending,
@@ -44,23 +45,29 @@ impl std::fmt::Display for NotificationState {
 
 /// One message to a customer and its delivery so far.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Notification {
     /// The id of the event that caused the message.
     pub notification_id: Uuid,
     pub call_id: Uuid,
     pub kind: NotificationKind,
     /// The customer's number, as digits.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "01012345678"))]
     pub recipient: Tel,
     pub template_code: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub template_variables: Map<String, Value>,
     pub text: String,
     pub state: NotificationState,
     /// Deliveries tried so far.
     pub attempts: i64,
     /// When the next delivery is due; only while PENDING.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub next_attempt_at: Option<Timestamp>,
     pub last_error: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub delivered_at: Option<Timestamp>,
 }
 

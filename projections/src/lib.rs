@@ -6,6 +6,8 @@
 //! Depends on the domain and the store; knows nothing of HTTP or the saga.
 
 mod labels;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod projector;
 pub mod queries;
 mod views;

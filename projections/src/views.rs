@@ -31,6 +31,7 @@ pub trait StreamView: Serialize + DeserializeOwned + Send + Sync + 'static {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriverSummary {
     pub driver_id: Uuid,
     pub name: String,
@@ -39,20 +40,30 @@ pub struct DriverSummary {
 
 /// What a customer sees of a call (API.md, "GET /calls/{call_id}").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CallView {
     pub call_id: Uuid,
     pub tel: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Location))]
     pub pickup: Location,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Location>))]
     pub destination: Option<Location>,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::DriveType))]
     pub drive_type: DriveType,
     pub fare: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::CallStatus))]
     pub status: CallStatus,
     pub status_label: String,
     pub driver: Option<DriverSummary>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub requested_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub confirmed_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub cancelled_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub completed_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub failed_at: Option<Timestamp>,
     pub failure_reason: Option<String>,
     pub cancel_reason: Option<String>,
@@ -159,15 +170,19 @@ pub fn driver_status_name(status: DriverStatus) -> &'static str {
 
 /// A driver as operators see them (API.md, "Drivers").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriverView {
     pub driver_id: Uuid,
     pub name: String,
     pub tel: String,
     pub can_drive_manual: bool,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::DriverStatus))]
     pub status: DriverStatus,
     pub status_label: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Location>))]
     pub location: Option<Location>,
     pub current_call_id: Option<Uuid>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub registered_at: Timestamp,
     pub version: i64,
 }
@@ -239,20 +254,28 @@ impl StreamView for DriverView {
 
 /// One call's dispatch (API.md, "Assignments").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssignmentView {
     pub call_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::AssignmentStatus))]
     pub status: AssignmentStatus,
     pub status_label: String,
     pub driver_id: Option<Uuid>,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::DriveType))]
     pub drive_type: DriveType,
     /// The drivers offered when dispatch began, nearest first.
     pub candidates: Vec<Uuid>,
     /// The drivers a reservation was attempted for, in order.
     pub candidates_tried: Vec<Uuid>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub requested_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub confirmed_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub cancelled_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub completed_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub failed_at: Option<Timestamp>,
     pub failure_reason: Option<String>,
     pub version: i64,

@@ -12,7 +12,7 @@ use chrono::{SubsecRound, Utc};
 use domain::{Call, CallCommand, CallRequest, CallStatus, DriveType, Location, Tel};
 use futures::Stream;
 use projections::{queries, CallView};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use store::idempotency::{self, Claim};
@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::extract::{correlate, OptionalJson, PathId, Query, RawBody, RequestContext};
 use super::input::{command_meta, parse_drive_type, parse_fare, parse_limit, parse_reason, parse_tel, LocationInput};
+use super::openapi::{BodyRejection, CancelAnswers, StoreFailure};
 use super::wait::{view_at, view_until};
 use super::{ApiError, Page};
 use crate::AppState;
@@ -33,14 +34,20 @@ const MAX_PREFER_WAIT: Duration = Duration::from_secs(30);
 /// How long `?min_version=` may hold a request.
 const MAX_MIN_VERSION_WAIT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCall {
+    /// The customer's Korean mobile number, digits with optional dashes; stored as digits.
+    #[schema(example = "010-1234-5678")]
     tel: String,
     pickup: LocationInput,
     destination: Option<LocationInput>,
+    /// The car's transmission; default `AUTO`.
+    #[schema(value_type = Option<projections::openapi::DriveType>)]
     drive_type: Option<String>,
+    /// The expected fare (예상요금), whole KRW.
     #[serde(default)]
+    #[schema(minimum = 0, example = 25000)]
     fare: i64,
 }
 
@@ -141,6 +148,36 @@ pub async fn request_call(
     Ok((call_id, request))
 }
 
+/// Calls a driver: the nearest available driver who can drive the car is reserved and
+/// confirmed in the background. With `Prefer: wait=N` the answer waits up to N seconds
+/// for the outcome.
+#[utoipa::path(
+    post,
+    path = "/calls",
+    operation_id = "request_call",
+    tag = "calls",
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "the same key and body within 24 h answer the same call instead of a new one"),
+        ("Prefer" = Option<String>, Header,
+         description = "`wait=N` (N ≤ 30 seconds): answer once the call is confirmed or failed, or N seconds passed"),
+    ),
+    request_body = CreateCall,
+    responses(
+        (status = 201, description = "confirmed while the request waited (`Prefer: wait`); the driver is filled",
+         body = CallView, headers(("Location" = String, description = "`/calls/{call_id}`"))),
+        (status = 202, description = "accepted; dispatch goes on in the background",
+         body = CallView, headers(("Location" = String, description = "`/calls/{call_id}`"))),
+        (status = 409, description = "`NO_DRIVER_AVAILABLE`: no driver could be assigned while the request \
+                                      waited; the problem carries `call_id` and the `call` view"),
+        (status = 422, description = "`INVALID_TEL`, `UNKNOWN_LOCATION`, `INVALID_LOCATION`, `INVALID_FARE`, \
+                                      `INVALID_DRIVE_TYPE`, `INVALID_BODY`, `INVALID_IDEMPOTENCY_KEY`, \
+                                      `IDEMPOTENCY_KEY_REUSED`"),
+        (status = 400, description = "`INVALID_JSON`: the body is not JSON"),
+        (status = 413, description = "`BODY_TOO_LARGE`: the body is larger than the route accepts"),
+        StoreFailure,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     context: RequestContext,
@@ -182,11 +219,28 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ShowQuery {
+    /// Wait (at most 5 s) until the view has reached this version.
+    #[param(value_type = Option<i64>, minimum = 0)]
     min_version: Option<String>,
 }
 
+/// One call as the customer sees it.
+#[utoipa::path(
+    get,
+    path = "/calls/{call_id}",
+    operation_id = "get_call",
+    tag = "calls",
+    params(("call_id" = Uuid, Path, description = "the call's id"), ShowQuery),
+    responses(
+        (status = 200, description = "the call view", body = CallView),
+        (status = 404, description = "`CALL_NOT_FOUND`: no call has this id; `NOT_FOUND`: the id is not a UUID"),
+        (status = 422, description = "`INVALID_MIN_VERSION`, `INVALID_QUERY`"),
+        StoreFailure,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     PathId(call_id): PathId,
@@ -210,13 +264,33 @@ pub fn call_not_found(call_id: Uuid) -> ApiError {
     ApiError::not_found("CALL_NOT_FOUND", format!("no call has the id {call_id}"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// The customer's number (required).
+    #[param(value_type = String, example = "01012345678")]
     tel: Option<String>,
+    /// Calls per page, 1 to 100; default 20.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     cursor: Option<String>,
 }
 
+/// One customer's calls, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/calls",
+    operation_id = "call_history",
+    tag = "calls",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "one page of calls", body = Page<CallView>),
+        (status = 422, description = "`TEL_REQUIRED`, `INVALID_TEL`, `INVALID_LIMIT`, `INVALID_CURSOR`, `INVALID_QUERY`"),
+        StoreFailure,
+    )
+)]
 pub async fn history(
     State(state): State<AppState>,
     Query(query): Query<HistoryQuery>,
@@ -235,9 +309,11 @@ pub async fn history(
     Ok(axum::Json(Page { items, next_cursor: next }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelCall {
+    /// Why, at most 200 characters.
+    #[schema(example = "plans changed")]
     reason: Option<String>,
 }
 
@@ -255,6 +331,16 @@ async fn change_call(
     Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response())
 }
 
+/// Cancels a call at any time before it is completed.
+#[utoipa::path(
+    post,
+    path = "/calls/{call_id}/cancel",
+    operation_id = "cancel_call",
+    tag = "calls",
+    params(("call_id" = Uuid, Path, description = "the call's id")),
+    request_body(content = Option<CancelCall>, description = "optional"),
+    responses(CancelAnswers, BodyRejection, StoreFailure)
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     context: RequestContext,
@@ -265,6 +351,40 @@ pub async fn cancel(
     change_call(&state, context, call_id, CallCommand::Cancel { reason, at: Utc::now() }).await
 }
 
+/// Cancels a call, as `POST /calls/{call_id}/cancel` does.
+#[utoipa::path(
+    delete,
+    path = "/calls/{call_id}",
+    operation_id = "cancel_call_by_delete",
+    tag = "calls",
+    params(("call_id" = Uuid, Path, description = "the call's id")),
+    request_body(content = Option<CancelCall>, description = "optional"),
+    responses(CancelAnswers, BodyRejection, StoreFailure)
+)]
+pub async fn cancel_by_delete(
+    state: State<AppState>,
+    context: RequestContext,
+    call_id: PathId,
+    input: OptionalJson<CancelCall>,
+) -> Result<Response, ApiError> {
+    cancel(state, context, call_id, input).await
+}
+
+/// The trip is over: the call is `COMPLETED` and the driver `AVAILABLE` again.
+#[utoipa::path(
+    post,
+    path = "/calls/{call_id}/complete",
+    operation_id = "complete_call",
+    tag = "calls",
+    params(("call_id" = Uuid, Path, description = "the call's id")),
+    responses(
+        (status = 202, description = "completed", body = Option<CallView>),
+        (status = 404, description = "`CALL_NOT_FOUND`: no call has this id; `NOT_FOUND`: the id is not a UUID"),
+        (status = 409, description = "`CALL_NOT_CONFIRMED`, `CALL_ALREADY_CANCELLED`, `CALL_ALREADY_COMPLETED`, \
+                                      `CALL_ALREADY_FAILED`, `CONCURRENT_MODIFICATION`"),
+        StoreFailure,
+    )
+)]
 pub async fn complete(
     State(state): State<AppState>,
     context: RequestContext,
@@ -273,32 +393,72 @@ pub async fn complete(
     change_call(&state, context, call_id, CallCommand::Complete { at: Utc::now() }).await
 }
 
-pub async fn timeline(State(state): State<AppState>, PathId(call_id): PathId) -> Result<axum::Json<Value>, ApiError> {
+/// Every event caused by the call, from all three aggregates, in the log's order.
+#[utoipa::path(
+    get,
+    path = "/calls/{call_id}/timeline",
+    operation_id = "call_timeline",
+    tag = "calls",
+    params(("call_id" = Uuid, Path, description = "the call's id")),
+    responses(
+        (status = 200, description = "the call's events", body = Vec<EventRecord>),
+        (status = 404, description = "`CALL_NOT_FOUND`: no event carries this call id; `NOT_FOUND`: the id is not a UUID"),
+        StoreFailure,
+    )
+)]
+pub async fn timeline(State(state): State<AppState>, PathId(call_id): PathId) -> Result<Response, ApiError> {
     let events = state.store.read_correlated(call_id).await?;
     if events.is_empty() {
         return Err(call_not_found(call_id));
     }
-    Ok(axum::Json(Value::Array(events.iter().map(event_json).collect())))
+    let records: Vec<EventRecord> = events.iter().map(EventRecord::from).collect();
+    Ok(axum::Json(records).into_response())
 }
 
 /// An event as the timeline and `drivercenter events` show it: its place, its payload
 /// without the storage tag, and its metadata.
-pub fn event_json(event: &LoggedEvent) -> Value {
-    json!({
-        "position": event.position.prepare,
-        "event_id": event.event_id(),
-        "aggregate_type": event.aggregate_type,
-        "aggregate_id": event.aggregate_id,
-        "sequence": event.sequence,
-        "event_type": event.event_type,
-        "event_version": event.event_version,
-        "payload": event.payload_body(),
-        "correlation_id": event.metadata.correlation_id,
-        "causation_id": event.metadata.causation_id,
-        "command_id": event.metadata.command_id,
-        "actor": event.metadata.actor,
-        "recorded_at": event.metadata.recorded_at,
-    })
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventRecord<'a> {
+    /// The event's place in the log's global order.
+    pub position: i64,
+    pub event_id: Uuid,
+    /// `call`, `assignment` or `driver`.
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    /// The event's number within its aggregate's stream, from 1.
+    pub sequence: i64,
+    #[schema(example = "CallRequested")]
+    pub event_type: &'a str,
+    pub event_version: &'a str,
+    /// The event's fields.
+    pub payload: &'a Value,
+    /// The call the event belongs to.
+    pub correlation_id: Uuid,
+    /// The request or event that caused it.
+    pub causation_id: Uuid,
+    pub command_id: Uuid,
+    pub actor: &'a str,
+    pub recorded_at: chrono::DateTime<Utc>,
+}
+
+impl<'a> From<&'a LoggedEvent> for EventRecord<'a> {
+    fn from(event: &'a LoggedEvent) -> Self {
+        Self {
+            position: event.position.prepare,
+            event_id: event.event_id(),
+            aggregate_type: &event.aggregate_type,
+            aggregate_id: &event.aggregate_id,
+            sequence: event.sequence,
+            event_type: &event.event_type,
+            event_version: &event.event_version,
+            payload: event.payload_body(),
+            correlation_id: event.metadata.correlation_id,
+            causation_id: event.metadata.causation_id,
+            command_id: event.metadata.command_id,
+            actor: &event.metadata.actor,
+            recorded_at: event.metadata.recorded_at,
+        }
+    }
 }
 
 /// How long an SSE stream may go without a change before it rechecks the view.
@@ -310,6 +470,21 @@ struct StreamState {
     sent_version: i64,
 }
 
+/// Server-sent events of the call's status: one `status` event carrying the call view
+/// at connect and at each change; the stream ends after a terminal status.
+#[utoipa::path(
+    get,
+    path = "/calls/{call_id}/stream",
+    operation_id = "call_status_stream",
+    tag = "calls",
+    params(("call_id" = Uuid, Path, description = "the call's id")),
+    responses(
+        (status = 200, description = "`event: status` lines whose `data` is the call view (JSON)",
+         body = String, content_type = "text/event-stream"),
+        (status = 404, description = "`CALL_NOT_FOUND`: no call has this id; `NOT_FOUND`: the id is not a UUID"),
+        StoreFailure,
+    )
+)]
 pub async fn stream(
     State(state): State<AppState>,
     PathId(call_id): PathId,

@@ -12,22 +12,28 @@ use uuid::Uuid;
 use super::calls::with_location;
 use super::extract::{Json, PathId, Query, RequestContext};
 use super::input::{command_meta, parse_tel, LocationInput};
+use super::openapi::{BodyRejection, StoreFailure};
 use super::wait::view_at;
 use super::{ApiError, Items};
 use crate::AppState;
 
 const ACTOR: &str = "driver";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterDriver {
+    /// 1 to 50 characters.
+    #[schema(example = "안채우")]
     name: String,
+    /// A Korean mobile number, digits with optional dashes; stored as digits.
+    #[schema(example = "010-3345-7789")]
     tel: String,
+    /// Whether the driver can drive a manual transmission (default false).
     #[serde(default)]
     can_drive_manual: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocationBody {
     location: LocationInput,
@@ -48,6 +54,21 @@ fn accepted(view: Option<DriverView>) -> Response {
     (StatusCode::ACCEPTED, axum::Json(view)).into_response()
 }
 
+/// Registers a driver, `OFFLINE` until they go online.
+#[utoipa::path(
+    post,
+    path = "/drivers",
+    operation_id = "register_driver",
+    tag = "drivers",
+    request_body = RegisterDriver,
+    responses(
+        (status = 201, description = "registered", body = DriverView,
+         headers(("Location" = String, description = "`/drivers/{driver_id}`"))),
+        (status = 422, description = "`INVALID_NAME`, `INVALID_TEL`, `INVALID_BODY`"),
+        BodyRejection,
+        StoreFailure,
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     context: RequestContext,
@@ -66,6 +87,24 @@ pub async fn register(
     Ok(with_location(StatusCode::CREATED, &format!("/drivers/{driver_id}"), &view))
 }
 
+/// The driver goes online at a location and becomes `AVAILABLE` (already online: the
+/// location moves).
+#[utoipa::path(
+    post,
+    path = "/drivers/{driver_id}/online",
+    operation_id = "driver_goes_online",
+    tag = "drivers",
+    params(("driver_id" = Uuid, Path, description = "the driver's id")),
+    request_body = LocationBody,
+    responses(
+        (status = 202, description = "online; the view at or after the change", body = Option<DriverView>),
+        (status = 404, description = "`DRIVER_NOT_FOUND`: no driver has this id; `NOT_FOUND`: the id is not a UUID"),
+        (status = 422, description = "`UNKNOWN_LOCATION`, `INVALID_LOCATION`, `INVALID_BODY`"),
+        (status = 409, description = "`CONCURRENT_MODIFICATION`: the driver kept changing; try again"),
+        BodyRejection,
+        StoreFailure,
+    )
+)]
 pub async fn go_online(
     State(state): State<AppState>,
     context: RequestContext,
@@ -77,6 +116,24 @@ pub async fn go_online(
     Ok(accepted(view))
 }
 
+/// An online driver's new location.
+#[utoipa::path(
+    put,
+    path = "/drivers/{driver_id}/location",
+    operation_id = "update_driver_location",
+    tag = "drivers",
+    params(("driver_id" = Uuid, Path, description = "the driver's id")),
+    request_body = LocationBody,
+    responses(
+        (status = 202, description = "moved; the view at or after the change", body = Option<DriverView>),
+        (status = 404, description = "`DRIVER_NOT_FOUND`: no driver has this id; `NOT_FOUND`: the id is not a UUID"),
+        (status = 409, description = "`DRIVER_OFFLINE`: only an online driver has a location; \
+                                      `CONCURRENT_MODIFICATION`"),
+        (status = 422, description = "`UNKNOWN_LOCATION`, `INVALID_LOCATION`, `INVALID_BODY`"),
+        BodyRejection,
+        StoreFailure,
+    )
+)]
 pub async fn update_location(
     State(state): State<AppState>,
     context: RequestContext,
@@ -89,6 +146,20 @@ pub async fn update_location(
     Ok(accepted(view))
 }
 
+/// The driver goes off duty (`OFFLINE`); not while `ASSIGNED`.
+#[utoipa::path(
+    post,
+    path = "/drivers/{driver_id}/offline",
+    operation_id = "driver_goes_offline",
+    tag = "drivers",
+    params(("driver_id" = Uuid, Path, description = "the driver's id")),
+    responses(
+        (status = 202, description = "offline; the view at or after the change", body = Option<DriverView>),
+        (status = 404, description = "`DRIVER_NOT_FOUND`: no driver has this id; `NOT_FOUND`: the id is not a UUID"),
+        (status = 409, description = "`DRIVER_ASSIGNED`: the driver is reserved for a call; `CONCURRENT_MODIFICATION`"),
+        StoreFailure,
+    )
+)]
 pub async fn go_offline(
     State(state): State<AppState>,
     context: RequestContext,
@@ -98,6 +169,19 @@ pub async fn go_offline(
     Ok(accepted(view))
 }
 
+/// One driver.
+#[utoipa::path(
+    get,
+    path = "/drivers/{driver_id}",
+    operation_id = "get_driver",
+    tag = "drivers",
+    params(("driver_id" = Uuid, Path, description = "the driver's id")),
+    responses(
+        (status = 200, description = "the driver view", body = DriverView),
+        (status = 404, description = "`DRIVER_NOT_FOUND`: no driver has this id; `NOT_FOUND`: the id is not a UUID"),
+        StoreFailure,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     PathId(driver_id): PathId,
@@ -108,8 +192,11 @@ pub async fn show(
         .ok_or_else(|| ApiError::not_found("DRIVER_NOT_FOUND", format!("no driver has the id {driver_id}")))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only drivers with this status.
+    #[param(value_type = Option<projections::openapi::DriverStatus>)]
     status: Option<String>,
 }
 
@@ -125,6 +212,19 @@ pub fn parse_status(status: &str) -> Result<DriverStatus, ApiError> {
     }
 }
 
+/// The drivers, in order of registration (at most 1000).
+#[utoipa::path(
+    get,
+    path = "/drivers",
+    operation_id = "list_drivers",
+    tag = "drivers",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "the drivers", body = Items<DriverView>),
+        (status = 422, description = "`INVALID_STATUS`, `INVALID_QUERY`"),
+        StoreFailure,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,

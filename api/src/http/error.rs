@@ -3,7 +3,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::Rejection;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use store::{CommandError, StoreError};
 
 #[derive(Debug)]
@@ -90,6 +91,29 @@ impl<E: Rejection + Send + Sync + 'static> From<CommandError<E>> for ApiError {
     }
 }
 
+/// The body of every error answer (RFC 9457 problem details). Some problems add
+/// members, e.g. the `call_id` of a call that no driver could take.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:drivercenter:problem:` and the code in kebab case.
+    #[serde(rename = "type")]
+    #[schema(example = "urn:drivercenter:problem:invalid-tel")]
+    kind: String,
+    /// The HTTP status's reason phrase.
+    #[schema(example = "Unprocessable Entity")]
+    title: &'static str,
+    #[schema(example = 422)]
+    status: u16,
+    /// What went wrong, for people.
+    detail: String,
+    /// What went wrong, for programs: a stable UPPER_SNAKE identifier.
+    #[schema(example = "INVALID_TEL")]
+    code: &'static str,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    extra: Map<String, Value>,
+}
+
 fn title(status: StatusCode) -> &'static str {
     status.canonical_reason().unwrap_or("Error")
 }
@@ -109,17 +133,15 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", detail, Map::new(), None)
             }
         };
-        let mut body = json!({
-            "type": format!("urn:drivercenter:problem:{}", code.to_lowercase().replace('_', "-")),
-            "title": title(status),
-            "status": status.as_u16(),
-            "detail": detail,
-            "code": code,
-        });
-        if let Value::Object(map) = &mut body {
-            map.extend(extra);
-        }
-        let mut response = (status, body.to_string()).into_response();
+        let problem = Problem {
+            kind: format!("urn:drivercenter:problem:{}", code.to_lowercase().replace('_', "-")),
+            title: title(status),
+            status: status.as_u16(),
+            detail,
+            code,
+            extra,
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(seconds) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));

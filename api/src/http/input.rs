@@ -10,12 +10,18 @@ use uuid::Uuid;
 use super::extract::RequestContext;
 use super::ApiError;
 
-/// A location as sent: coordinates may be left out when the address names a district.
-#[derive(Debug, Clone, Deserialize)]
+/// A location as sent: coordinates may be left out when the address names a Seoul
+/// district (e.g. `마포`, `서대문구`), whose centre is then used.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocationInput {
+    /// At most 200 characters.
+    #[schema(example = "서울 마포구 월드컵로")]
     pub address: Option<String>,
+    /// Give both `lat` and `lng`, or neither.
+    #[schema(minimum = -90.0, maximum = 90.0, example = 37.5663)]
     pub lat: Option<f64>,
+    #[schema(minimum = -180.0, maximum = 180.0, example = 126.9019)]
     pub lng: Option<f64>,
 }
 

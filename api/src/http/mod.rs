@@ -9,30 +9,34 @@ mod extract;
 mod guard;
 mod input;
 mod notifications;
+pub mod openapi;
 mod ops;
 mod wait;
 
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::{get, post, put};
-use axum::Router;
+use axum::{Extension, Router};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub use calls::event_json;
+pub use calls::EventRecord;
 pub use error::ApiError;
 
 use crate::AppState;
 
 /// A listing: `{"items": […]}`.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Items<T> {
     pub items: Vec<T>,
 }
 
 /// One page of a longer listing, and the cursor of the next (null on the last).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<Uuid>,
@@ -53,42 +57,58 @@ impl MakeRequestId for MakeRequestUuidV7 {
     }
 }
 
-/// The whole API, with its layers.
-pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/calls", post(calls::create).get(calls::history))
-        .route("/calls/{call_id}", get(calls::show).delete(calls::cancel))
-        .route("/calls/{call_id}/cancel", post(calls::cancel))
-        .route("/calls/{call_id}/complete", post(calls::complete))
-        .route("/calls/{call_id}/timeline", get(calls::timeline))
-        .route("/calls/{call_id}/stream", get(calls::stream))
-        .route("/calls/{call_id}/notifications", get(notifications::of_call))
-        .route("/notifications", get(notifications::list))
-        .route("/notifications/{notification_id}/retry", post(notifications::retry))
-        .route("/drivers", post(drivers::register).get(drivers::list))
-        .route("/drivers/{driver_id}", get(drivers::show))
-        .route("/drivers/{driver_id}/online", post(drivers::go_online))
-        .route("/drivers/{driver_id}/location", put(drivers::update_location))
-        .route("/drivers/{driver_id}/offline", post(drivers::go_offline))
-        .route("/assignments", get(assignments::list))
-        .route("/assignments/{call_id}", get(assignments::show))
-        .merge(compat::routes());
-    with_layers(routes.merge(operations()), state)
+/// Every route the API serves, each with its OpenAPI operation: a handler is routed only
+/// through `routes!`, which takes its path and method from the handler's
+/// `#[utoipa::path]`, so nothing is served that the document does not describe.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(calls::create, calls::history))
+        .routes(routes!(calls::show, calls::cancel_by_delete))
+        .routes(routes!(calls::cancel))
+        .routes(routes!(calls::complete))
+        .routes(routes!(calls::timeline))
+        .routes(routes!(calls::stream))
+        .routes(routes!(notifications::of_call))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::retry))
+        .routes(routes!(drivers::register, drivers::list))
+        .routes(routes!(drivers::show))
+        .routes(routes!(drivers::go_online))
+        .routes(routes!(drivers::update_location))
+        .routes(routes!(drivers::go_offline))
+        .routes(routes!(assignments::list))
+        .routes(routes!(assignments::show))
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::docs_page))
+        .routes(routes!(openapi::docs_asset))
+        .merge(compat::routes())
+        .merge(operations())
 }
 
-/// Only the operational routes, for a worker process: probes and metrics.
+/// The probes and the metrics scrape: all a worker process serves.
+fn operations() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+}
+
+/// The OpenAPI document of [`routes`], as `GET /openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::finish(routes().into_openapi())
+}
+
+/// The whole API, with its layers.
+pub fn router(state: AppState) -> Router {
+    with_layers(routes(), state)
+}
+
+/// Only the operational routes, for a worker process.
 pub fn operations_router(state: AppState) -> Router {
     with_layers(operations(), state)
 }
 
-fn operations() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-}
-
-fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+fn with_layers(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let request_id = request.headers().get(REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or("");
         tracing::info_span!(
@@ -99,12 +119,15 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             correlation_id = tracing::field::Empty,
         )
     });
+    // The document served is the one of the very routes served.
+    let (routes, document) = routes.split_for_parts();
     routes
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::shed))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .layer(Extension(Arc::new(openapi::finish(document))))
         .layer(axum::middleware::from_fn(guard::observe))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)

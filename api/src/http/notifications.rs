@@ -11,10 +11,23 @@ use uuid::Uuid;
 use super::calls::call_not_found;
 use super::extract::{PathId, Query};
 use super::input::parse_limit;
+use super::openapi::StoreFailure;
 use super::{ApiError, Items};
 use crate::AppState;
 
 /// Each message of the call with its delivery state, oldest first.
+#[utoipa::path(
+    get,
+    path = "/calls/{call_id}/notifications",
+    operation_id = "list_call_notifications",
+    tag = "notifications",
+    params(("call_id" = Uuid, Path, description = "the call whose messages to show")),
+    responses(
+        (status = 200, description = "the call's messages and their delivery state", body = Items<Notification>),
+        (status = 404, description = "`CALL_NOT_FOUND`: no such call; `NOT_FOUND`: the id is not a UUID"),
+        StoreFailure,
+    )
+)]
 pub async fn of_call(
     State(state): State<AppState>,
     PathId(call_id): PathId,
@@ -27,13 +40,28 @@ pub async fn of_call(
     Ok(axum::Json(Items { items }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `PENDING`, `DELIVERED` or `DEAD` (the default).
     state: Option<String>,
+    /// 1 to 100, default 20.
     limit: Option<String>,
 }
 
 /// Messages in one delivery state (DEAD unless `state=` says otherwise), oldest first.
+#[utoipa::path(
+    get,
+    path = "/notifications",
+    operation_id = "list_notifications",
+    tag = "notifications",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "messages in that state", body = Items<Notification>),
+        (status = 422, description = "`INVALID_STATE`, `INVALID_LIMIT`, `INVALID_QUERY`"),
+        StoreFailure,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -49,6 +77,19 @@ pub async fn list(
 }
 
 /// Puts a dead message back in line, due now with its attempts reset.
+#[utoipa::path(
+    post,
+    path = "/notifications/{notification_id}/retry",
+    operation_id = "retry_notification",
+    tag = "notifications",
+    params(("notification_id" = Uuid, Path, description = "the dead message to send again")),
+    responses(
+        (status = 202, description = "the message, PENDING again", body = Notification),
+        (status = 404, description = "`NOTIFICATION_NOT_FOUND`: no such message; `NOT_FOUND`: the id is not a UUID"),
+        (status = 409, description = "`NOTIFICATION_NOT_DEAD`: only a DEAD message can be retried"),
+        StoreFailure,
+    )
+)]
 pub async fn retry(
     State(state): State<AppState>,
     PathId(id): PathId,

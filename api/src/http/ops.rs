@@ -3,18 +3,43 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
-use serde_json::json;
+use serde::Serialize;
 
 use super::ApiError;
 use crate::AppState;
 
+/// The body of the health answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`, `ready`, or why the process is not ready.
+    #[schema(example = "ready")]
+    status: &'static str,
+}
+
 /// Alive as long as the process answers at all.
-pub async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "liveness",
+    tag = "operations",
+    responses((status = 200, description = "the process is alive (`ok`)", body = Health))
+)]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 /// Ready while the store answers with every migration applied and no shutdown began.
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readiness",
+    tag = "operations",
+    responses(
+        (status = 200, description = "ready to serve (`ready`)", body = Health),
+        (status = 503, description = "the store is unavailable or not migrated, or shutdown began", body = Health),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Health>) {
     let (status, reason) = if !state.is_accepting() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
     } else if !state.store.is_ready().await {
@@ -22,10 +47,17 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         (StatusCode::OK, "ready")
     };
-    (status, axum::Json(json!({ "status": reason })))
+    (status, axum::Json(Health { status: reason }))
 }
 
 /// Prometheus text format: HTTP, dispatch, subscriber, saga, notifier and overload metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"))
+)]
 pub async fn metrics() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::telemetry::metrics().render())
 }

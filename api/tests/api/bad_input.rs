@@ -69,6 +69,9 @@ const FARE_BEYOND_I64: &str =
 const LAT_BEYOND_F64: &str = r#"{"tel": "01012345678", "pickup": {"address": "x", "lat": 1e400, "lng": 1}}"#;
 
 const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
+
+/// A body larger than the server's 64 KiB limit.
+const OVERSIZED: usize = 256 * 1024;
 const BAD_REQUEST: StatusCode = StatusCode::BAD_REQUEST;
 const NOT_FOUND: StatusCode = StatusCode::NOT_FOUND;
 
@@ -78,7 +81,11 @@ async fn bad_input_never_yields_a_500_and_never_stores_anything(app: TestApp) {
     app.wait_until_quiet().await;
     let events_before = app.count_events().await;
 
-    let megabyte = "가".repeat(1024 * 1024 / 3);
+    // Long values that still fit the 64 KiB body limit reach the rules that refuse them.
+    let long_text = "가".repeat(48 * 1024 / 3);
+    // Past the limit, but small enough for the socket to take it all: a server that
+    // answers 413 early must not make the client's write fail instead.
+    let oversized_text = "가".repeat(OVERSIZED / 3);
     let unknown = Uuid::now_v7();
     let raw = |text: &str| Body::Raw(text.as_bytes().to_vec());
     let mut cases = Vec::new();
@@ -88,7 +95,8 @@ async fn bad_input_never_yields_a_500_and_never_stores_anything(app: TestApp) {
         ("invalid tel", call_with("tel", json!("02-123-4567")), UNPROCESSABLE, "INVALID_TEL"),
         ("tel with letters", call_with("tel", json!("010-abcd-5678")), UNPROCESSABLE, "INVALID_TEL"),
         ("empty tel", call_with("tel", json!("")), UNPROCESSABLE, "INVALID_TEL"),
-        ("1 MB tel", call_with("tel", json!(megabyte)), UNPROCESSABLE, "INVALID_TEL"),
+        ("48 KB tel", call_with("tel", json!(long_text)), UNPROCESSABLE, "INVALID_TEL"),
+        ("256 KB tel", call_with("tel", json!(oversized_text)), StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
         (
             "unknown place, no coordinates",
             pickup(json!({"address": "부산 해운대구"})),
@@ -102,8 +110,8 @@ async fn bad_input_never_yields_a_500_and_never_stores_anything(app: TestApp) {
         ("only lat", pickup(json!({"address": "마포", "lat": 37.5})), UNPROCESSABLE, "INVALID_LOCATION"),
         ("huge lat", pickup(json!({"address": "x", "lat": 1e308, "lng": 1e308})), UNPROCESSABLE, "INVALID_LOCATION"),
         (
-            "1 MB address",
-            pickup(json!({"address": megabyte, "lat": 37.5, "lng": 126.9})),
+            "48 KB address",
+            pickup(json!({"address": long_text, "lat": 37.5, "lng": 126.9})),
             UNPROCESSABLE,
             "INVALID_LOCATION",
         ),
@@ -119,7 +127,7 @@ async fn bad_input_never_yields_a_500_and_never_stores_anything(app: TestApp) {
         ("drive_type in lower case", call_with("drive_type", json!("manual")), UNPROCESSABLE, "INVALID_DRIVE_TYPE"),
         ("malformed JSON", raw(r#"{"tel": "01012345678", "#), BAD_REQUEST, "INVALID_JSON"),
         ("not UTF-8", Body::Raw(vec![0xff, 0xfe, 0x7b]), BAD_REQUEST, "INVALID_JSON"),
-        ("a 3 MB body", Body::Raw(vec![b' '; 3 * 1024 * 1024]), StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
+        ("a 256 KB body", Body::Raw(vec![b' '; OVERSIZED]), StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
         ("empty body", raw(""), BAD_REQUEST, "INVALID_JSON"),
         ("lat beyond f64", raw(LAT_BEYOND_F64), BAD_REQUEST, "INVALID_JSON"),
         ("tel as a number", call_with("tel", json!(1012345678)), UNPROCESSABLE, "INVALID_BODY"),
@@ -249,7 +257,7 @@ async fn bad_input_never_yields_a_500_and_never_stores_anything(app: TestApp) {
         ("register with a bad tel", json!({"name": "김", "tel": "1234"}), "INVALID_TEL"),
         ("register without a name", json!({"tel": "01012345678"}), "INVALID_BODY"),
         ("register with an empty name", json!({"name": "  ", "tel": "01012345678"}), "INVALID_NAME"),
-        ("register with a 1 MB name", json!({"name": megabyte, "tel": "01012345678"}), "INVALID_NAME"),
+        ("register with a 48 KB name", json!({"name": long_text, "tel": "01012345678"}), "INVALID_NAME"),
         (
             "register, manual as a string",
             json!({"name": "김", "tel": "01012345678", "can_drive_manual": "yes"}),
@@ -259,10 +267,10 @@ async fn bad_input_never_yields_a_500_and_never_stores_anything(app: TestApp) {
         cases.push(case(what, Method::POST, "/drivers", json_body(body), UNPROCESSABLE, code));
     }
     cases.push(case(
-        "register with a 3 MB body",
+        "register with a 256 KB body",
         Method::POST,
         "/drivers",
-        Body::Raw(vec![b' '; 3 * 1024 * 1024]),
+        Body::Raw(vec![b' '; OVERSIZED]),
         StatusCode::PAYLOAD_TOO_LARGE,
         "BODY_TOO_LARGE",
     ));

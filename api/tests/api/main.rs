@@ -12,6 +12,7 @@ mod dispatch;
 mod drivers;
 mod history;
 mod notifications;
+mod openapi;
 mod overload;
 mod replay;
 mod stream;
