@@ -144,6 +144,7 @@ pub fn spawn_workers(state: &AppState, shutdown: watch::Receiver<bool>) -> JoinS
 /// once and stands by again. `grace` bounds how long stopping workers may take.
 pub async fn run_workers_when_leader(state: AppState, grace: Duration, mut shutdown: watch::Receiver<bool>) {
     let active = metrics::gauge!("drivercenter_worker_active");
+    active.set(0.0);
     while let Some(mut leadership) = state.store.acquire_leadership(&mut shutdown).await {
         tracing::info!("worker lock held; this worker is active");
         active.set(1.0);
