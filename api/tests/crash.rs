@@ -2,7 +2,6 @@
 //! again on the same database, and check that nothing was lost or double-booked.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,52 +9,18 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use store::testing::{fresh_database_url, TestBackend};
 use store::{checkpoint, Store};
+use support::{drivercenter, free_port, migrate, scratch_dir, start, Process};
+
+mod support;
 
 const DRIVERS: usize = 6;
 const CALLS: usize = 40;
 const CUSTOMER: &str = "01077778888";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // `kill` is SIGKILL: no graceful shutdown, no last checkpoint.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn drivercenter(database_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_drivercenter"));
-    command.env("DATABASE_URL", database_url).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null());
-    command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port").local_addr().expect("probe address").port()
-}
-
-async fn start(database_url: &str, port: u16) -> Server {
-    let child = drivercenter(database_url)
-        .arg("serve")
-        .env("DRIVERCENTER_BIND", format!("127.0.0.1:{port}"))
-        .env("DRIVERCENTER_DISPATCH_TIMEOUT_SECS", "3")
-        .spawn()
-        .expect("start drivercenter serve");
-    let server = Server { child, base: format!("http://127.0.0.1:{port}") };
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        let ready = client.get(format!("{}/readyz", server.base)).send().await;
-        if ready.is_ok_and(|response| response.status().is_success()) {
-            return server;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "the server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The server on `database_url` and `port`, ready, with a short dispatch deadline.
+async fn start_server(database_url: &str, port: u16, dir: &std::path::Path) -> Process {
+    let env = [("DRIVERCENTER_DISPATCH_TIMEOUT_SECS", "3")];
+    start(database_url, port, dir.join("serve.log"), &[], &env).await
 }
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
@@ -98,12 +63,12 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
     let Some(database_url) = fresh_database_url(backend).await else {
         return;
     };
+    let dir = scratch_dir("crash");
     if backend == TestBackend::Postgres {
-        let status = drivercenter(&database_url).arg("migrate").status().expect("run migrate");
-        assert!(status.success(), "migrate failed");
+        migrate(&database_url, &dir.join("migrate.log"));
     }
     let port = free_port();
-    let server = start(&database_url, port).await;
+    let server = start_server(&database_url, port, &dir).await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
     for n in 0..DRIVERS {
         let driver = post(
@@ -151,7 +116,7 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
     assert!(!accepted.is_empty(), "no call was accepted before the crash");
     assert!(accepted.len() < CALLS, "the crash came only after the whole burst");
 
-    let server = start(&database_url, port).await;
+    let server = start_server(&database_url, port, &dir).await;
     let settled = |call: &Value| matches!(call["status"].as_str(), Some("CONFIRMED" | "FAILED"));
     let started = Instant::now();
     let calls = loop {
@@ -188,7 +153,7 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
     drop(server);
 
     let live = projections::queries::dump(&store).await.expect("dump live views");
-    let status = drivercenter(&database_url).args(["replay", "all"]).status().expect("run replay");
+    let status = drivercenter(&database_url, &dir.join("replay.log")).args(["replay", "all"]).status().expect("run replay");
     assert!(status.success(), "replay failed");
     let replayed = projections::queries::dump(&store).await.expect("dump replayed views");
     let differing: Vec<_> = live.iter().zip(&replayed).filter(|(live, replayed)| live != replayed).collect();

@@ -1,6 +1,9 @@
 //! The real `drivercenter` binary as a child process, for the tests that kill, restart
 //! and fail over whole processes. Loopback only; every wait is bounded.
 
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
