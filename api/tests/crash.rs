@@ -153,7 +153,8 @@ async fn crash_during_a_burst_loses_nothing_and_double_books_nobody(backend: Tes
     drop(server);
 
     let live = projections::queries::dump(&store).await.expect("dump live views");
-    let status = drivercenter(&database_url, &dir.join("replay.log")).args(["replay", "all"]).status().expect("run replay");
+    let status =
+        drivercenter(&database_url, &dir.join("replay.log")).args(["replay", "all"]).status().expect("run replay");
     assert!(status.success(), "replay failed");
     let replayed = projections::queries::dump(&store).await.expect("dump replayed views");
     let differing: Vec<_> = live.iter().zip(&replayed).filter(|(live, replayed)| live != replayed).collect();

@@ -67,7 +67,7 @@ fn body_problem(rejection: BytesRejection) -> ApiError {
     }
 }
 
-fn too_large() -> ApiError {
+pub(super) fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", "the body is larger than this route accepts")
 }
 

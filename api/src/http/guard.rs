@@ -10,6 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 
 use super::ApiError;
 use crate::AppState;
@@ -37,6 +38,31 @@ pub async fn observe(request: Request, next: Next) -> Response {
     metrics::histogram!("drivercenter_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The most of a declared-oversized body that is read (and dropped) before answering 413.
+const LINGER_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How long reading an oversized body may take before the connection is dropped instead.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Refuses a body whose declared length is over the limit before any handler runs. The
+/// body is read to its end first (within bounds): closing a connection with unread data
+/// resets it, and the client would see a broken pipe instead of its 413.
+pub async fn refuse_oversized(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let Some(length) = declared.filter(|length| *length > super::MAX_BODY_BYTES as u64) else {
+        return next.run(request).await;
+    };
+    if length <= LINGER_BYTES {
+        let mut body = request.into_body().into_data_stream();
+        let _ = tokio::time::timeout(LINGER_TIME, async { while let Some(Ok(_)) = body.next().await {} }).await;
+    }
+    super::extract::too_large().into_response()
 }
 
 /// Decrements the in-flight count however the request ends, also when it is dropped.

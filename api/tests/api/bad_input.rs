@@ -83,8 +83,7 @@ async fn bad_input_never_yields_a_500_and_never_stores_anything(app: TestApp) {
 
     // Long values that still fit the 64 KiB body limit reach the rules that refuse them.
     let long_text = "가".repeat(48 * 1024 / 3);
-    // Past the limit, but small enough for the socket to take it all: a server that
-    // answers 413 early must not make the client's write fail instead.
+    // Past the limit: the client must get its 413, not a connection reset mid-write.
     let oversized_text = "가".repeat(OVERSIZED / 3);
     let unknown = Uuid::now_v7();
     let raw = |text: &str| Body::Raw(text.as_bytes().to_vec());
