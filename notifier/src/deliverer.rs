@@ -11,6 +11,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::breaker::{Admission, Breaker};
@@ -98,42 +99,47 @@ impl Deliverer {
             channel,
             attempt,
         );
-        let _entered = span.enter();
-        let sent = match tokio::time::timeout(self.config.timeout, self.channel.send(&outgoing)).await {
-            Ok(sent) => sent,
-            Err(_) => Err(NotifierError::Timeout(self.config.timeout)),
-        };
-        let outcome = match &sent {
-            Ok(()) => {
-                self.breaker.succeeded();
-                metrics::counter!("drivercenter_notifications_delivered_total", "channel" => channel).increment(1);
-                tracing::info!("notification delivered");
-                Outcome::Delivered { at: Utc::now() }
-            }
-            Err(error) => {
-                metrics::counter!("drivercenter_notifications_failed_total", "channel" => channel).increment(1);
-                let permanent = error.is_permanent();
-                // A refusal of this one request says nothing about the provider's health.
-                if permanent {
+        // Instrumented, not entered: the delivery awaits, and a held guard would lend the
+        // span to whatever else runs on this thread meanwhile.
+        async move {
+            let sent = match tokio::time::timeout(self.config.timeout, self.channel.send(&outgoing)).await {
+                Ok(sent) => sent,
+                Err(_) => Err(NotifierError::Timeout(self.config.timeout)),
+            };
+            let outcome = match &sent {
+                Ok(()) => {
                     self.breaker.succeeded();
-                } else {
-                    self.breaker.failed(Instant::now());
+                    metrics::counter!("drivercenter_notifications_delivered_total", "channel" => channel).increment(1);
+                    tracing::info!("notification delivered");
+                    Outcome::Delivered { at: Utc::now() }
                 }
-                let error_text = store::error_chain(error);
-                if permanent || attempt >= i64::from(self.config.max_attempts) {
-                    metrics::counter!("drivercenter_notifications_dead_total", "channel" => channel).increment(1);
-                    tracing::error!(error = %error_text, permanent, "notification dead; an operator can retry it");
-                    self.finish(&row.id, lease, Outcome::Dead { error: &error_text }).await?;
+                Err(error) => {
+                    metrics::counter!("drivercenter_notifications_failed_total", "channel" => channel).increment(1);
+                    let permanent = error.is_permanent();
+                    // A refusal of this one request says nothing about the provider's health.
+                    if permanent {
+                        self.breaker.succeeded();
+                    } else {
+                        self.breaker.failed(Instant::now());
+                    }
+                    let error_text = store::error_chain(error);
+                    if permanent || attempt >= i64::from(self.config.max_attempts) {
+                        metrics::counter!("drivercenter_notifications_dead_total", "channel" => channel).increment(1);
+                        tracing::error!(error = %error_text, permanent, "notification dead; an operator can retry it");
+                        self.finish(&row.id, lease, Outcome::Dead { error: &error_text }).await?;
+                        return Ok(());
+                    }
+                    let delay = self.delay_after(attempt);
+                    tracing::warn!(error = %error_text, retry_in = ?delay, "notification not delivered; will retry");
+                    let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                    self.finish(&row.id, lease, Outcome::Retry { at, error: &error_text }).await?;
                     return Ok(());
                 }
-                let delay = self.delay_after(attempt);
-                tracing::warn!(error = %error_text, retry_in = ?delay, "notification not delivered; will retry");
-                let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                self.finish(&row.id, lease, Outcome::Retry { at, error: &error_text }).await?;
-                return Ok(());
-            }
-        };
-        self.finish(&row.id, lease, outcome).await
+            };
+            self.finish(&row.id, lease, outcome).await
+        }
+        .instrument(span)
+        .await
     }
 
     async fn finish(&self, id: &str, lease: Uuid, outcome: Outcome<'_>) -> Result<(), NotifierError> {
