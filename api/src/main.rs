@@ -5,6 +5,9 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = drivercenter::cli::Cli::parse();
-    drivercenter::telemetry::init(cli.log_format);
-    drivercenter::cli::run(cli).await
+    let telemetry = drivercenter::telemetry::init(cli.log_format);
+    let outcome = drivercenter::cli::run(cli).await;
+    // After serving stops, so that the spans of the last requests are exported too.
+    telemetry.shutdown();
+    outcome
 }

@@ -1,11 +1,16 @@
 //! Logging and metrics: pretty log lines for people, JSON lines for log collectors
 //! (`RUST_LOG` filters); Prometheus metrics recorded through the `metrics` facade, so any
-//! crate can count without knowing the exporter.
+//! crate can count without knowing the exporter. A build with the `otel` feature can also
+//! export spans to an OpenTelemetry collector.
+
+#[cfg(feature = "otel")]
+mod otel;
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -13,14 +18,44 @@ pub enum LogFormat {
     Json,
 }
 
-pub fn init(format: LogFormat) {
+/// What `init` started that must be stopped at exit: the span exporter, in a build and an
+/// environment that have one.
+#[derive(Debug)]
+#[must_use = "call `shutdown` at exit, so that the last spans are exported"]
+pub struct Telemetry {
+    #[cfg(feature = "otel")]
+    traces: Option<otel::Traces>,
+}
+
+impl Telemetry {
+    /// Exports what is still queued and stops; call it once the command has returned.
+    pub fn shutdown(self) {
+        #[cfg(feature = "otel")]
+        if let Some(traces) = self.traces {
+            traces.shutdown();
+        }
+    }
+}
+
+pub fn init(format: LogFormat) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    // A second init (tests start many servers in one process) keeps the first.
-    let _ = match format {
-        LogFormat::Pretty => builder.compact().try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match format {
+        LogFormat::Pretty => lines.compact().boxed(),
+        // Each line carries its innermost span: a request's request and correlation ids, or the
+        // saga's or the notifier's correlation id. The outer spans would only repeat them.
+        LogFormat::Json => lines.json().flatten_event(true).with_current_span(true).with_span_list(false).boxed(),
     };
+    let subscriber = tracing_subscriber::registry().with(filter).with(lines);
+    #[cfg(feature = "otel")]
+    let traces = otel::install(subscriber);
+    // A second init (tests start many servers in one process) keeps the first.
+    #[cfg(not(feature = "otel"))]
+    let _ = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber);
+    Telemetry {
+        #[cfg(feature = "otel")]
+        traces,
+    }
 }
 
 /// Latency buckets, in seconds: from a fast read to a customer giving up on a call.
