@@ -3,8 +3,6 @@
 //! process carry the request id and the call's correlation id.
 #![cfg(feature = "otel")]
 
-// Each test binary uses its own part of the shared process support.
-#[allow(dead_code)]
 mod support;
 
 use std::sync::{Arc, Mutex};
