@@ -11,6 +11,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::breaker::{Admission, Breaker};
@@ -98,8 +99,21 @@ impl Deliverer {
             channel,
             attempt,
         );
-        let _entered = span.enter();
-        let sent = match tokio::time::timeout(self.config.timeout, self.channel.send(&outgoing)).await {
+        // Instrumented, not entered: a guard held across an await would leave this span
+        // current on whichever task next runs on the thread, after it closed.
+        self.attempt(&row, lease, &outgoing, attempt).instrument(span).await
+    }
+
+    /// Sends one row and records the outcome: delivered, due again later, or dead.
+    async fn attempt(
+        &mut self,
+        row: &Row,
+        lease: Uuid,
+        outgoing: &Outgoing,
+        attempt: i64,
+    ) -> Result<(), NotifierError> {
+        let channel = self.channel.name();
+        let sent = match tokio::time::timeout(self.config.timeout, self.channel.send(outgoing)).await {
             Ok(sent) => sent,
             Err(_) => Err(NotifierError::Timeout(self.config.timeout)),
         };
