@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod http;
+mod listener;
 mod monitor;
 pub mod server;
 pub mod telemetry;

@@ -4,13 +4,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::service::Service as _;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use projections::{AssignmentView, CallView, DriverView, Projector, ViewChanges};
 use saga::{DispatchSaga, SagaConfig};
 use store::Store;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::listener::DrainingListener;
 use crate::{http, monitor};
 
 /// Which parts of the system a process runs.
@@ -171,21 +175,78 @@ pub async fn run_workers_when_leader(state: AppState, grace: Duration, mut shutd
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` turns true, then stops accepting and
-/// lets requests in flight finish. Measures the load for the overload guard meanwhile.
+/// Serves `router` on `listener` until `shutdown` turns true, then takes the connections
+/// already queued, closes the listener and lets requests in flight finish. Measures the
+/// load for the overload guard meanwhile.
+///
+/// HTTP/1.1 only, which the gateway and the probes speak: detecting HTTP/2 first would
+/// leave a connection accepted just before shutdown in a state where closing it
+/// gracefully drops its request unread.
 pub async fn serve_router(
     listener: TcpListener,
     state: AppState,
     router: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     tokio::spawn(monitor::run(state.clone(), shutdown.clone()));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-            state.stop_accepting();
-        })
-        .await
+    let mut readiness = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = readiness.wait_for(|stop| *stop).await;
+        state.stop_accepting();
+    });
+    let mut listener = DrainingListener::new(listener, shutdown);
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Some(stream) => {
+                    connections.spawn(serve_connection(stream, router.clone(), stopping.clone()));
+                }
+                None => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    stop.send_replace(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// How long a connection accepted before shutdown may take to bring its first request.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves one connection until it closes; once `stopping` turns true it finishes the
+/// request it is reading or answering and then closes. A connection accepted but not read
+/// yet first gets its request read and answered: the client sent it to an open listener,
+/// and hyper's graceful shutdown would close such a connection unread.
+async fn serve_connection(stream: TcpStream, router: axum::Router, mut stopping: watch::Receiver<bool>) {
+    let (first_request, mut first_request_read) = watch::channel(false);
+    let router = TowerToHyperService::new(router);
+    let service = hyper::service::service_fn(move |request| {
+        first_request.send_replace(true);
+        router.call(request)
+    });
+    // No timer, as with `axum::serve`: hyper's 30 s header timeout would also close idle
+    // keep-alive connections, racing a client's next request on them.
+    let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        ended = connection.as_mut() => return report(ended),
+        _ = stopping.wait_for(|stop| *stop) => {}
+    }
+    tokio::select! {
+        ended = connection.as_mut() => return report(ended),
+        _ = tokio::time::timeout(FIRST_REQUEST_GRACE, first_request_read.wait_for(|read| *read)) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    report(connection.await);
+}
+
+fn report(ended: Result<(), hyper::Error>) {
+    if let Err(error) = ended {
+        tracing::debug!(%error, "connection ended with an error");
+    }
 }
 
 /// Serves the whole API on `listener` until `shutdown` turns true.
