@@ -3,8 +3,6 @@
 //! with SIGTERM. The clients must see every request succeed. PostgreSQL and nginx only;
 //! loopback only; bounded in time.
 
-// Shared by the process tests; each binary uses a part of it.
-#[allow(dead_code)]
 mod support;
 
 use std::collections::HashSet;

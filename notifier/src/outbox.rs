@@ -67,7 +67,7 @@ impl OutboxWriter {
                 },
             };
             let Some(message) = message::compose(&event, request) else { continue };
-            if queries::insert(&mut tx, logged.event_id(), call_id, &message, now).await? {
+            if queries::insert(&mut tx, logged.event_id(), call_id, logged.sequence, &message, now).await? {
                 written += 1;
             }
         }

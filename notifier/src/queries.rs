@@ -151,7 +151,7 @@ fn checked(rows: Vec<Row>) -> Result<Vec<Notification>, NotifierError> {
 
 /// The messages of one call, oldest first.
 pub async fn for_call(store: &Store, call_id: Uuid) -> Result<Vec<Notification>, NotifierError> {
-    let sql = format!("SELECT {COLUMNS} FROM notifications WHERE call_id = $1 ORDER BY created_at, id");
+    let sql = format!("SELECT {COLUMNS} FROM notifications WHERE call_id = $1 ORDER BY call_sequence");
     let rows: Vec<Row> = on_db!(store.db(), pool => {
         sqlx::query_as(&sql).bind(call_id.to_string()).fetch_all(pool).await?
     });
@@ -160,7 +160,9 @@ pub async fn for_call(store: &Store, call_id: Uuid) -> Result<Vec<Notification>,
 
 /// Up to `limit` messages in `state`, oldest first.
 pub async fn by_state(store: &Store, state: NotificationState, limit: u32) -> Result<Vec<Notification>, NotifierError> {
-    let sql = format!("SELECT {COLUMNS} FROM notifications WHERE state = $1 ORDER BY created_at, id LIMIT $2");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM notifications WHERE state = $1 ORDER BY created_at, call_id, call_sequence LIMIT $2"
+    );
     let rows: Vec<Row> = on_db!(store.db(), pool => {
         sqlx::query_as(&sql).bind(state.as_str()).bind(i64::from(limit)).fetch_all(pool).await?
     });
@@ -200,6 +202,7 @@ pub(crate) async fn insert(
     tx: &mut Tx,
     id: Uuid,
     call_id: Uuid,
+    call_sequence: i64,
     message: &Message,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
@@ -207,12 +210,13 @@ pub(crate) async fn insert(
     let now = stamp(now);
     let inserted = on_tx!(tx, conn => {
         sqlx::query(
-            "INSERT INTO notifications (id, call_id, kind, recipient, template_code, template_variables, text, \
-             state, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', 0, $8, $8) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO notifications (id, call_id, call_sequence, kind, recipient, template_code, \
+             template_variables, text, state, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', 0, $9, $9) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id.to_string())
         .bind(call_id.to_string())
+        .bind(call_sequence)
         .bind(message.kind.as_str())
         .bind(message.recipient.as_str())
         .bind(message.kind.template_code())

@@ -46,23 +46,45 @@ const LINGER_BYTES: u64 = 4 * 1024 * 1024;
 /// How long reading an oversized body may take before the connection is dropped instead.
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Refuses a body whose declared length is over the limit before any handler runs. The
-/// body is read to its end first (within bounds): closing a connection with unread data
-/// resets it, and the client would see a broken pipe instead of its 413.
-pub async fn refuse_oversized(request: Request, next: Next) -> Response {
+/// Reads every request body to its end before the handler runs (bodies here are small),
+/// refusing one over the limit with 413. A handler that answers without reading the body
+/// (a refused content type, an unknown id) would otherwise leave its rest unread, and
+/// hyper then closes the connection: the client, keeping it alive, would find it dead on
+/// its next request. A body declared too long is still read (within bounds) before the
+/// 413, since closing a connection with unread data resets it.
+pub async fn buffer_body(request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    let Some(length) = declared.filter(|length| *length > super::MAX_BODY_BYTES as u64) else {
-        return next.run(request).await;
-    };
-    if length <= LINGER_BYTES {
-        let mut body = request.into_body().into_data_stream();
-        let _ = tokio::time::timeout(LINGER_TIME, async { while let Some(Ok(_)) = body.next().await {} }).await;
+    if let Some(length) = declared.filter(|length| *length > super::MAX_BODY_BYTES as u64) {
+        if length <= LINGER_BYTES {
+            let mut body = request.into_body().into_data_stream();
+            let _ = tokio::time::timeout(LINGER_TIME, async { while let Some(Ok(_)) = body.next().await {} }).await;
+        }
+        return super::extract::too_large().into_response();
     }
-    super::extract::too_large().into_response()
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, super::MAX_BODY_BYTES).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(error) if is_length_limit(&error) => super::extract::too_large().into_response(),
+        Err(error) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", format!("the body could not be read: {error}"))
+                .into_response()
+        }
+    }
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Decrements the in-flight count however the request ends, also when it is dropped.

@@ -127,7 +127,7 @@ fn with_layers(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::shed))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-        .layer(axum::middleware::from_fn(guard::refuse_oversized))
+        .layer(axum::middleware::from_fn(guard::buffer_body))
         .layer(Extension(Arc::new(openapi::finish(document))))
         .layer(axum::middleware::from_fn(guard::observe))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

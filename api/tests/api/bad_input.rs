@@ -337,3 +337,23 @@ async fn bad_input_never_yields_a_500_and_never_stores_anything(app: TestApp) {
     assert_eq!(drivers.body["items"].as_array().map(Vec::len), Some(1), "only the one driver: {}", drivers.text);
     assert_eq!(app.get_driver(driver_id).await["status"], "OFFLINE");
 }
+
+scenario!(a_chunked_body_over_the_limit_is_refused_and_the_connection_stays_usable);
+async fn a_chunked_body_over_the_limit_is_refused_and_the_connection_stays_usable(app: TestApp) {
+    // No Content-Length: the limit is found while reading.
+    let chunks = (0..OVERSIZED / 1024).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024]));
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    let request = app.request(Method::POST, "/calls").header("content-type", "application/json").body(body);
+    app.send(request).await.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE");
+
+    // A refusal that never looks at the body still reads it, so the kept-alive connection
+    // serves the next request.
+    for _ in 0..20 {
+        let body = r#"{"name": "안채우", "tel": "01033457789"}"#;
+        let refused = app.send(app.request(Method::POST, "/drivers").body(body)).await;
+        refused.assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE");
+        let health = app.get("/healthz").await;
+        assert_eq!(health.status, StatusCode::OK);
+    }
+    assert_eq!(app.count_events().await, 0, "nothing was stored");
+}

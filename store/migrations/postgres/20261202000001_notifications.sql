@@ -6,6 +6,8 @@ CREATE TABLE notifications
 (
     id                 text PRIMARY KEY,
     call_id            text    NOT NULL,
+    -- The causing event's place in the call's stream: a call's messages in their order.
+    call_sequence      bigint NOT NULL,
     kind               text    NOT NULL,
     recipient          text    NOT NULL,
     template_code      text    NOT NULL,
@@ -22,4 +24,4 @@ CREATE TABLE notifications
 );
 
 CREATE INDEX notifications_due ON notifications (state, next_attempt_at);
-CREATE INDEX notifications_by_call ON notifications (call_id, created_at);
+CREATE INDEX notifications_by_call ON notifications (call_id, call_sequence);
