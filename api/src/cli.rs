@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::http::EventRecord;
-use crate::server::{Limits, Role};
+use crate::server::{Limits, Role, WorkerCrashed};
 use crate::telemetry::LogFormat;
 use crate::{AppState, ServeConfig};
 
@@ -276,7 +276,7 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
 
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     let (stop, shutdown) = watch::channel(false);
-    let workers = args
+    let mut workers = args
         .role
         .runs_workers()
         .then(|| tokio::spawn(crate::server::run_workers_when_leader(state.clone(), grace, shutdown.clone())));
@@ -286,17 +286,32 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
         crate::http::operations_router(state.clone())
     };
     let server = tokio::spawn(crate::server::serve_router(listener, state.clone(), router, shutdown));
-    shutdown_signal().await;
+    // The workers end early only when one of them died: stop serving too, and fail.
+    let crashed = match &mut workers {
+        Some(running) => tokio::select! {
+            () = shutdown_signal() => None,
+            outcome = running => Some(outcome),
+        },
+        None => {
+            shutdown_signal().await;
+            None
+        }
+    };
     state.stop_accepting();
-    tracing::info!(drain_secs = args.drain_secs, "shutdown signal received; readiness off, draining");
-    tokio::time::sleep(Duration::from_secs(args.drain_secs)).await;
+    if crashed.is_none() {
+        tracing::info!(drain_secs = args.drain_secs, "shutdown signal received; readiness off, draining");
+        tokio::time::sleep(Duration::from_secs(args.drain_secs)).await;
+    }
     stop.send_replace(true);
     if tokio::time::timeout(grace, server).await.is_err() {
         tracing::warn!("requests still in flight after {grace:?}; closing anyway");
     }
-    if let Some(workers) = workers {
-        let _ = workers.await;
-    }
+    let outcome = match (crashed, workers) {
+        (Some(outcome), _) => outcome,
+        (None, Some(running)) => running.await,
+        (None, None) => Ok(Ok(())),
+    };
+    outcome.unwrap_or(Err(WorkerCrashed))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -143,10 +143,36 @@ pub fn spawn_workers(state: &AppState, shutdown: watch::Receiver<bool>) -> JoinS
     workers
 }
 
+/// A worker task ended while it should have been running (it panicked): the process
+/// cannot do its job any more and must be restarted.
+#[derive(Debug)]
+pub struct WorkerCrashed;
+
+impl std::fmt::Display for WorkerCrashed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a worker stopped unexpectedly; the worker lock was released for a standby")
+    }
+}
+
+impl std::error::Error for WorkerCrashed {}
+
+/// Why an active worker stopped being one.
+enum Stepped {
+    Shutdown,
+    LockLost,
+    Crashed,
+}
+
 /// Runs the workers whenever this process holds the worker lock, until `shutdown`: a
 /// standby waits for the lock, and an active worker that loses it stops its workers at
-/// once and stands by again. `grace` bounds how long stopping workers may take.
-pub async fn run_workers_when_leader(state: AppState, grace: Duration, mut shutdown: watch::Receiver<bool>) {
+/// once and stands by again. A worker that dies (a panic) ends it with an error after
+/// giving the lock up, so that the process is restarted rather than left half-working.
+/// `grace` bounds how long stopping workers may take.
+pub async fn run_workers_when_leader(
+    state: AppState,
+    grace: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), WorkerCrashed> {
     let active = metrics::gauge!("drivercenter_worker_active");
     active.set(0.0);
     while let Some(mut leadership) = state.store.acquire_leadership(&mut shutdown).await {
@@ -154,12 +180,17 @@ pub async fn run_workers_when_leader(state: AppState, grace: Duration, mut shutd
         active.set(1.0);
         let (stop, stopped) = watch::channel(false);
         let mut workers = spawn_workers(&state, stopped);
-        let lost = tokio::select! {
+        let stepped = tokio::select! {
             error = leadership.lost() => {
                 tracing::error!(error = %store::error_chain(&error), "worker lock lost; stopping the workers");
-                true
+                Stepped::LockLost
             }
-            _ = shutdown.wait_for(|stop| *stop) => false,
+            Some(ended) = workers.join_next() => {
+                let cause = ended.err().map(|error| error.to_string()).unwrap_or_else(|| "returned".into());
+                tracing::error!(%cause, "a worker stopped unexpectedly; stopping the others");
+                Stepped::Crashed
+            }
+            _ = shutdown.wait_for(|stop| *stop) => Stepped::Shutdown,
         };
         stop.send_replace(true);
         let drained = tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} }).await;
@@ -169,10 +200,13 @@ pub async fn run_workers_when_leader(state: AppState, grace: Duration, mut shutd
         }
         active.set(0.0);
         leadership.release().await;
-        if !lost {
-            return;
+        match stepped {
+            Stepped::LockLost => continue,
+            Stepped::Shutdown => return Ok(()),
+            Stepped::Crashed => return Err(WorkerCrashed),
         }
     }
+    Ok(())
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then takes the connections
