@@ -259,7 +259,6 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
             ..Limits::default()
         },
     };
-    crate::telemetry::metrics();
     let state = AppState::new(store, config).with_notifier(notifier);
     if args.role == Role::Api {
         // The views change in the worker's process: hear of it to wake waiting requests.

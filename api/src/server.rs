@@ -105,6 +105,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, config: ServeConfig) -> Self {
+        // Installed before any worker or request counts something, so nothing is lost.
+        crate::telemetry::metrics();
         Self {
             store,
             changes: ViewChanges::default(),

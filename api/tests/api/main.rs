@@ -11,6 +11,7 @@ mod compat;
 mod dispatch;
 mod drivers;
 mod history;
+mod metrics;
 mod notifications;
 mod openapi;
 mod overload;
