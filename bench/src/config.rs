@@ -23,6 +23,9 @@ pub enum ConfirmVia {
     Sse,
     /// POST with `Prefer: wait=N`: the answer itself is the confirmation (201).
     Wait,
+    /// POST only, answered 202 at once: the acceptance rate alone. Calls are left to the
+    /// dispatcher and never released, so they fail once every driver is taken.
+    None,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -61,7 +64,7 @@ pub struct BenchArgs {
     /// Share of calls for a manual car (`drive_type` MANUAL); the rest are AUTO.
     #[arg(long, env = "DRIVERCENTER_BENCH_MANUAL_RATIO", default_value_t = 0.05, value_parser = parse_ratio)]
     pub manual_ratio: f64,
-    /// How the confirmation of a call is awaited: SSE stream or `Prefer: wait`.
+    /// How the confirmation of a call is awaited: SSE stream, `Prefer: wait`, or not at all.
     #[arg(long, env = "DRIVERCENTER_BENCH_CONFIRM", value_enum, default_value = "sse")]
     pub confirm: ConfirmVia,
     /// Seconds a call may take to be confirmed before it counts as unconfirmed (≤ 30,

@@ -66,20 +66,20 @@ pub async fn run(args: BenchArgs) -> Result<Summary, BenchError> {
         Mode::Closed => closed_loop(&load).await,
         Mode::Open => open_loop(&load).await,
     }
-    let stopped = Instant::now();
     let deadline = load.deadline;
+    let count_reached = args.max_calls.is_some_and(|max| load.issued.load(Ordering::Relaxed) >= max);
     // Calls still in flight and holds keep their own handles on the load.
     drop(load);
-    if stopped >= deadline {
+    if !count_reached {
         recorder.stop_window_at(deadline);
     }
     eprintln!("draining in-flight calls");
     if tokio::time::timeout(DRAIN_TIMEOUT, drained.recv()).await.is_err() {
         eprintln!("some calls were still in flight after {DRAIN_TIMEOUT:?}");
     }
-    if stopped < deadline {
+    if count_reached {
         // Stopped by --max-calls: the load ran until its last call was answered.
-        recorder.stop_window_at(Instant::now());
+        recorder.stop_window_at(Instant::now().min(deadline));
     }
     let _ = stop_monitor.send(true);
     let _ = monitor.await;
@@ -217,6 +217,11 @@ async fn one_call(load: &Arc<Load>, index: u64) {
     let confirmed = match load.args.confirm {
         ConfirmVia::Sse => confirm_by_stream(load, &call, sent).await,
         ConfirmVia::Wait => confirm_by_waiting(load, &call, sent).await,
+        // The call is left to the dispatcher: nothing to hold or release.
+        ConfirmVia::None => {
+            accept(load, &call, sent).await;
+            None
+        }
     };
     if let Some(call_id) = confirmed {
         let load = load.clone();
@@ -233,29 +238,31 @@ async fn one_call(load: &Arc<Load>, index: u64) {
     }
 }
 
-/// POST without waiting, then the call's event stream until a driver is assigned.
-async fn confirm_by_stream(load: &Load, call: &CallSpec, sent: Instant) -> Option<Uuid> {
+/// POST without waiting: records the answer and returns the new call's id when accepted.
+async fn accept(load: &Load, call: &CallSpec, sent: Instant) -> Option<Uuid> {
     let recorder = &load.recorder;
     let posted = load.api.post_call(call, None).await;
     let answered = Instant::now();
     let call_id = match posted {
-        Ok(posted) if posted.status.is_success() => {
-            recorder.record_at(answered, Outcome::Accepted(answered - sent));
-            posted.call_id
-        }
+        Ok(posted) if posted.status.is_success() => posted.call_id,
         Ok(posted) if posted.status == StatusCode::SERVICE_UNAVAILABLE => {
             recorder.record_at(answered, Outcome::Overloaded);
             return None;
         }
         _ => None,
     };
-    let Some(call_id) = call_id else {
-        recorder.record_at(answered, Outcome::Error);
-        return None;
-    };
+    let outcome = if call_id.is_some() { Outcome::Accepted(answered - sent) } else { Outcome::Error };
+    recorder.record_at(answered, outcome);
+    call_id
+}
+
+/// POST without waiting, then the call's event stream until a driver is assigned.
+async fn confirm_by_stream(load: &Load, call: &CallSpec, sent: Instant) -> Option<Uuid> {
+    let call_id = accept(load, call, sent).await?;
     let timeout = Duration::from_secs(load.args.confirm_timeout_secs);
     let decided = tokio::time::timeout_at(sent + timeout, load.api.await_decision(call_id)).await;
     let now = Instant::now();
+    let recorder = &load.recorder;
     match decided {
         Ok(Ok(Some(status))) if status == CONFIRMED => {
             recorder.record_at(now, Outcome::Confirmed(now - sent));

@@ -1,6 +1,6 @@
 //! The load generator end to end against a server started in this process on a fresh
 //! SQLite database: a short closed-loop run must dispatch calls without errors and write
-//! its report.
+//! its report; an open-loop run bounded by a call count must stop at that count.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_closed_loop_dispatches_calls_and_writes_its_report() {
+async fn short_runs_dispatch_calls_and_report_them() {
     let store = fresh_store(TestBackend::Sqlite).await.expect("SQLite is always available");
     let config = ServeConfig {
         saga: saga::SagaConfig { dispatch_timeout: Duration::from_secs(5), radius_km: 5.0 },
@@ -52,11 +52,7 @@ async fn a_short_closed_loop_dispatches_calls_and_writes_its_report() {
     ])
     .expect("valid arguments");
 
-    let summary = tokio::time::timeout(RUN_TIMEOUT, drivercenter_bench::run(args))
-        .await
-        .expect("the run ends in time")
-        .expect("the run completes");
-    let _ = shutdown.send(true);
+    let summary = bench(args).await;
 
     assert_eq!(summary.mode, Mode::Closed);
     assert!(summary.counts.confirmed > 0, "nothing was dispatched: {summary:?}");
@@ -87,4 +83,39 @@ async fn a_short_closed_loop_dispatches_calls_and_writes_its_report() {
     let png = std::fs::read(report_dir.join("report.png")).expect("the plot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "not a drawn PNG");
     std::fs::remove_dir_all(&report_dir).expect("remove the report");
+
+    let args = BenchArgs::try_parse_from([
+        "drivercenter-bench",
+        "--target",
+        &target,
+        "--drivers",
+        "10",
+        "--mode",
+        "open",
+        "--rate",
+        "20",
+        "--confirm",
+        "wait",
+        "--max-calls",
+        "8",
+        "--hold-ms",
+        "0",
+        "--duration-secs",
+        "30",
+    ])
+    .expect("valid arguments");
+    let summary = bench(args).await;
+    let _ = shutdown.send(true);
+    assert_eq!(summary.rate, Some(20.0));
+    assert_eq!((summary.counts.sent, summary.counts.confirmed, summary.errors), (8, 8, 0), "{summary:?}");
+    assert!(summary.duration_s < 10.0, "the run went on after its last call: {summary:?}");
+    // With `Prefer: wait` the answer is the confirmation: both latencies are the same.
+    assert_eq!(summary.post_p50_ms, summary.confirm_p50_ms);
+}
+
+async fn bench(args: BenchArgs) -> drivercenter_bench::Summary {
+    tokio::time::timeout(RUN_TIMEOUT, drivercenter_bench::run(args))
+        .await
+        .expect("the run ends in time")
+        .expect("the run completes")
 }
