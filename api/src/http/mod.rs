@@ -15,7 +15,6 @@ mod wait;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::{Extension, Router};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -125,7 +124,6 @@ fn with_layers(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::shed))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .layer(axum::middleware::from_fn(guard::buffer_body))
         .layer(Extension(Arc::new(openapi::finish(document))))
