@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use store::testing::{fresh_database_url, TestBackend};
 use store::{checkpoint, Store};
-use support::{drivercenter, free_port, migrate, scratch_dir, start, Process};
+use support::{drivercenter, free_port, get, migrate, post, scratch_dir, start, Process};
 
 mod support;
 
@@ -21,16 +21,6 @@ const CUSTOMER: &str = "01077778888";
 async fn start_server(database_url: &str, port: u16, dir: &std::path::Path) -> Process {
     let env = [("DRIVERCENTER_DISPATCH_TIMEOUT_SECS", "3")];
     start(database_url, port, dir.join("serve.log"), &[], &env).await
-}
-
-async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
-    let response = client.post(url).json(&body).send().await.expect("request");
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().await.expect("json body")
-}
-
-async fn get(client: &reqwest::Client, url: String) -> Value {
-    client.get(url).send().await.expect("request").json().await.expect("json body")
 }
 
 /// Every call of the test's customer, through the paginated history.

@@ -15,7 +15,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use store::testing::{fresh_database_url, TestBackend};
 use store::{LogPosition, Store};
-use support::{free_port, migrate, scratch_dir, spawn, start, Process};
+use support::{free_port, migrate, post, scratch_dir, spawn, start, Process};
 use uuid::Uuid;
 
 const DRIVERS: usize = 8;
@@ -27,12 +27,6 @@ const TAKEOVER_LIMIT: Duration = Duration::from_secs(5);
 
 fn client() -> Client {
     Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
-}
-
-async fn post(client: &Client, url: String, body: Value) -> Value {
-    let response = client.post(url).json(&body).send().await.expect("request");
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().await.expect("json body")
 }
 
 async fn register_drivers(client: &Client, api: &Process) {

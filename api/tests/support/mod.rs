@@ -39,6 +39,18 @@ pub fn drivercenter(database_url: &str, log: &Path) -> Command {
     command
 }
 
+/// POSTs `body` as JSON and returns the JSON answer, which must be a success.
+pub async fn post(client: &reqwest::Client, url: String, body: serde_json::Value) -> serde_json::Value {
+    let response = client.post(url).json(&body).send().await.expect("request");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.expect("json body")
+}
+
+/// GETs `url` and returns its JSON answer.
+pub async fn get(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client.get(url).send().await.expect("request").json().await.expect("json body")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port").local_addr().expect("probe address").port()
 }
