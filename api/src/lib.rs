@@ -9,5 +9,6 @@ mod listener;
 mod monitor;
 pub mod server;
 pub mod telemetry;
+mod waiters;
 
 pub use server::{run, spawn_workers, AppState, Limits, Role, ServeConfig};

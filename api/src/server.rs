@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::listener::DrainingListener;
+use crate::waiters::ViewWaiters;
 use crate::{http, monitor};
 
 /// Which parts of the system a process runs.
@@ -95,6 +96,8 @@ pub struct Load {
 pub struct AppState {
     pub store: Store,
     pub changes: ViewChanges,
+    /// The projectors' announcements, routed to the requests waiting on each row.
+    pub waiters: ViewWaiters,
     pub config: ServeConfig,
     pub load: Arc<Load>,
     /// Turned false when shutdown begins, so that readiness fails before the listener closes.
@@ -107,9 +110,11 @@ impl AppState {
     pub fn new(store: Store, config: ServeConfig) -> Self {
         // Installed before any worker or request counts something, so nothing is lost.
         crate::telemetry::metrics();
+        let changes = ViewChanges::default();
         Self {
             store,
-            changes: ViewChanges::default(),
+            waiters: ViewWaiters::start(&changes),
+            changes,
             config,
             load: Arc::default(),
             accepting: Arc::new(AtomicBool::new(true)),

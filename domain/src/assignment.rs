@@ -128,7 +128,7 @@ impl Rejection for AssignmentError {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Assignment {
     requested: bool,
     status: AssignmentStatus,

@@ -125,7 +125,7 @@ impl Rejection for CallError {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Call {
     request: Option<CallRequest>,
     status: CallStatus,

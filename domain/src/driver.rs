@@ -131,7 +131,7 @@ pub struct DriverProfile {
     pub can_drive_manual: bool,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Driver {
     profile: Option<DriverProfile>,
     location: Option<Location>,

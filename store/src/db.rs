@@ -75,11 +75,20 @@ impl Db {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+            // No ping before each use (see below); a file has no connection to lose.
+            let pool =
+                SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool =
-                PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect(url).await?;
+            // A ping before each use would double the round trips of most queries. A
+            // connection lost meanwhile fails its next query instead, which every caller
+            // already treats as a passing failure, and the pool then replaces it.
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .test_before_acquire(false)
+                .connect(url)
+                .await?;
             Ok(Self::Postgres(pool))
         } else {
             Err(StoreError::UnsupportedUrl(url.to_string()))

@@ -1,6 +1,5 @@
 //! The store's one error type: failures of the infrastructure, never of a rule.
 
-use cqrs_es::AggregateError;
 use thiserror::Error;
 
 /// An infrastructure failure: the database is unreachable, a row is corrupt, a
@@ -28,20 +27,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Unwraps what the event-store libraries boxed, so that a database failure stays
-    /// a [`StoreError::Database`] and can be told apart from a corrupt stream.
-    pub(crate) fn from_aggregate<E: std::error::Error>(error: AggregateError<E>) -> Self {
-        match error {
-            AggregateError::DatabaseConnectionError(inner) | AggregateError::UnexpectedError(inner) => {
-                match inner.downcast::<sqlx::Error>() {
-                    Ok(database) => Self::Database(*database),
-                    Err(other) => Self::EventStore(other.to_string()),
-                }
-            }
-            other => Self::EventStore(other.to_string()),
-        }
-    }
-
     /// Whether the database could not be reached (rather than refused or corrupt): worth
     /// a retry a little later.
     pub fn is_unavailable(&self) -> bool {
@@ -51,27 +36,5 @@ impl StoreError {
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
             )
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, Error)]
-    #[error("never")]
-    struct Never;
-
-    #[test]
-    fn a_pool_timeout_inside_the_event_store_is_an_unavailable_database() {
-        let error =
-            StoreError::from_aggregate(AggregateError::<Never>::UnexpectedError(Box::new(sqlx::Error::PoolTimedOut)));
-        assert!(error.is_unavailable(), "{error:?}");
-    }
-
-    #[test]
-    fn a_corrupt_stream_is_not_an_unavailable_database() {
-        let error = StoreError::from_aggregate(AggregateError::<Never>::DeserializationError(Box::new(Never)));
-        assert!(!error.is_unavailable(), "{error:?}");
     }
 }

@@ -1,9 +1,12 @@
-//! The event store: one log of every aggregate's events over SQLite (sqlite-es, the
-//! embedded default) or PostgreSQL (postgres-es), with a global, gap-safe order that
-//! subscribers read forward from their own checkpoints.
+//! The event store: one log of every aggregate's events over SQLite (the embedded
+//! default) or PostgreSQL, with a global, gap-safe order that subscribers read forward
+//! from their own checkpoints. Commands run on cached or snapshotted state and their
+//! appends share commits (see `executor` and `append`).
 //!
 //! Knows the domain's aggregates and events but nothing of HTTP, the saga or views.
 
+mod append;
+mod cache;
 mod db;
 mod error;
 mod executor;
@@ -19,7 +22,7 @@ pub mod testing;
 
 pub use db::{Backend, Db, Tx};
 pub use error::StoreError;
-pub use executor::{CommandError, Committed};
+pub use executor::{CommandError, Committed, Stored};
 pub use leader::Leadership;
 pub use log::{AnyEvent, LogPosition, LoggedEvent};
 pub use metadata::{event_id, CommandMeta};
@@ -29,6 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+use crate::append::Appender;
+use crate::cache::AggregateCache;
 
 /// An error with all of its causes, for logs: `outer: inner: root`.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
@@ -42,11 +48,27 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The store and its wake-up signal; cheap to clone.
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Aggregates whose latest state is kept in memory; 0 reads every state from the
+    /// database.
+    pub aggregate_cache: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { aggregate_cache: 10_000 }
+    }
+}
+
+/// The store, its writer and its wake-up signal; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     db: Db,
     appended: Arc<watch::Sender<u64>>,
+    appender: Arc<Appender>,
+    cache: Arc<AggregateCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -59,9 +81,18 @@ impl Store {
     /// Opens `sqlite://path` (created when missing) or `postgres://…`. On PostgreSQL a
     /// background task LISTENs for appends made by any process.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let db = Db::connect(url).await?;
         let (appended, _) = watch::channel(0);
-        let store = Self { db, appended: Arc::new(appended) };
+        let store = Self {
+            appender: Arc::new(Appender::start(db.clone())),
+            cache: Arc::new(AggregateCache::new(options.aggregate_cache)),
+            db,
+            appended: Arc::new(appended),
+        };
         let appended = Arc::downgrade(&store.appended);
         store.listen(db::APPEND_CHANNEL, move |_| match appended.upgrade() {
             Some(sender) => {

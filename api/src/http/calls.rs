@@ -11,12 +11,13 @@ use axum::response::{IntoResponse, Response};
 use chrono::{SubsecRound, Utc};
 use domain::{Call, CallCommand, CallRequest, CallStatus, DriveType, Location, Tel};
 use futures::Stream;
-use projections::{queries, CallView};
+use projections::{queries, CallView, StreamView};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use store::idempotency::{self, Claim};
 use store::LoggedEvent;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::extract::{correlate, OptionalJson, PathId, Query, RawBody, RequestContext};
@@ -106,14 +107,16 @@ fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
         .next()
 }
 
-/// Requests a call; with `key`, a retry of the same request finds the same call.
+/// Requests a call and returns its view; with `key`, a retry of the same request finds
+/// the same call.
 pub async fn request_call(
     state: &AppState,
     context: RequestContext,
     call: NewCall,
     key: Option<(String, String)>,
-) -> Result<(Uuid, CallRequest), ApiError> {
+) -> Result<(Uuid, CallView), ApiError> {
     let mut call_id = Uuid::now_v7();
+    let mut retried = false;
     // Microseconds, as the idempotency record stores it: a retry rebuilds the identical
     // request from that record, which the Call aggregate then accepts as a no-op.
     let mut requested_at = Utc::now().trunc_subsecs(6);
@@ -129,6 +132,7 @@ pub async fn request_call(
             Claim::Existing { call_id: existing, created_at, .. } => {
                 call_id = existing;
                 requested_at = created_at;
+                retried = true;
             }
         }
     }
@@ -143,9 +147,23 @@ pub async fn request_call(
         requested_at,
     };
     let meta = command_meta(context, call_id, ACTOR);
-    state.store.execute::<Call>(call_id, CallCommand::Request(request.clone()), &meta).await?;
+    let command = CallCommand::Request(request.clone());
+    // Watching before the append, so that the projector's announcement cannot be missed.
+    let watch = state.waiters.watch(CallView::NAME, call_id);
+    let committed = if retried {
+        state.store.execute::<Call>(call_id, command, &meta).await?
+    } else {
+        state.store.create::<Call>(call_id, command, &meta).await?
+    };
     tracing::info!(%call_id, tel = %request.tel.masked(), drive_type = request.drive_type.as_str(), "call requested");
-    Ok((call_id, request))
+    // Read your writes: the answer waits for the view. A call requested just now and
+    // projected at version 1 is exactly what its first event says, so it is not read back.
+    let deadline = Instant::now() + state.config.read_your_write_timeout;
+    let view = match watch.reached(committed.version, deadline).await {
+        Some(1) if committed.appended > 0 => None,
+        _ => queries::get::<CallView>(&state.store, call_id).await?,
+    };
+    Ok((call_id, view.unwrap_or_else(|| CallView::requested(&request))))
 }
 
 /// Calls a driver: the nearest available driver who can drive the car is reserved and
@@ -187,9 +205,7 @@ pub async fn create(
     let (input, canonical): (CreateCall, Value) = parse_body(&body)?;
     let call = input.parse()?;
     let key = idempotency_key(&headers)?.map(|key| (key, hex(&Sha256::digest(canonical.to_string().as_bytes()))));
-    let (call_id, request) = request_call(&state, context, call, key).await?;
-
-    let mut view = view_at::<CallView>(&state, call_id, 1).await?.unwrap_or_else(|| CallView::requested(&request));
+    let (call_id, mut view) = request_call(&state, context, call, key).await?;
     if let Some(wait) = preferred_wait(&headers) {
         let settled = |view: &CallView| view.status == CallStatus::Confirmed || view.status.is_terminal();
         view = view_until::<CallView>(&state, call_id, wait, settled).await?.unwrap_or(view);

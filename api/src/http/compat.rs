@@ -114,8 +114,7 @@ pub async fn create(
         drive_type: DriveType::Auto,
         fare: parse_fare(parse_cost(body.cost.as_ref())?)?,
     };
-    let (call_id, request) = request_call(&state, context, call, None).await?;
-    let view = view_at::<CallView>(&state, call_id, 1).await?.unwrap_or_else(|| CallView::requested(&request));
+    let (call_id, view) = request_call(&state, context, call, None).await?;
     Ok(with_location(StatusCode::CREATED, &format!("/drivercalls/{call_id}"), DriverCall::from(&view)))
 }
 

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use projections::{queries, StreamView};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -25,21 +24,14 @@ pub async fn view_until<V: StreamView>(
     ready: impl Fn(&V) -> bool,
 ) -> Result<Option<V>, ApiError> {
     let deadline = Instant::now() + timeout;
-    let mut changes = state.changes.subscribe();
+    let watch = state.waiters.watch(V::NAME, id);
     loop {
+        let seen = watch.announced();
         let view = queries::get::<V>(&state.store, id).await?;
         if view.as_ref().is_some_and(&ready) || Instant::now() >= deadline {
             return Ok(view);
         }
-        let wait_until = deadline.min(Instant::now() + POLL_INTERVAL);
-        loop {
-            match tokio::time::timeout_at(wait_until, changes.recv()).await {
-                Ok(Ok(change)) if change.view == V::NAME && change.id == id => break,
-                Ok(Ok(_)) => continue,
-                Ok(Err(RecvError::Lagged(_))) | Err(_) => break,
-                Ok(Err(RecvError::Closed)) => return Ok(view),
-            }
-        }
+        watch.changed(seen, deadline.min(Instant::now() + POLL_INTERVAL)).await;
     }
 }
 

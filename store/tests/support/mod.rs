@@ -105,7 +105,7 @@ pub fn meta(correlation_id: Uuid) -> CommandMeta {
 /// Runs a command that must succeed, correlated with the aggregate it addresses.
 pub async fn exec<A>(store: &Store, id: Uuid, command: A::Command) -> Committed
 where
-    A: Aggregate<Services = ()>,
+    A: store::Stored,
     A::Command: Clone + Send + Sync + std::fmt::Debug,
 {
     let description = format!("{command:?}");
