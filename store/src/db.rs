@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite, Transaction};
 
@@ -83,11 +83,16 @@ impl Db {
             // A ping before each use would double the round trips of most queries. A
             // connection lost meanwhile fails its next query instead, which every caller
             // already treats as a passing failure, and the pool then replaces it.
+            // Generic plans for every prepared statement: each query here finds rows by
+            // key, and a plan made for one key's value can be far worse for the others
+            // (the stream of a driver with a long history made the planner scan the whole
+            // table for its few events after a snapshot). It also saves planning time.
+            let options = PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_generic_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(5))
                 .test_before_acquire(false)
-                .connect(url)
+                .connect_with(options)
                 .await?;
             Ok(Self::Postgres(pool))
         } else {
