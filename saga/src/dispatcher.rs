@@ -1,6 +1,13 @@
 //! The saga's step function and its loop.
+//!
+//! A step folds its batch of events into the state in log order and turns each event
+//! into a reaction for one call, decided from the state as of that event. Each call's
+//! reactions then run in order, different calls' concurrently: their commands touch the
+//! call's own aggregates, and drivers only through commands the driver's aggregate
+//! judges on its current state.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -9,6 +16,7 @@ use domain::{
     AssignedDriver, Assignment, AssignmentCommand, AssignmentError, Call, CallCommand, CallError, CallEvent, Driver,
     DriverCommand, DriverError, DriverEvent, ReleaseReason, Timestamp,
 };
+use futures::stream::{self, StreamExt};
 use store::{
     checkpoint, event_id, AnyEvent, CommandError, CommandMeta, Committed, LogPosition, LoggedEvent, Store, StoreError,
     Worker,
@@ -25,6 +33,9 @@ pub const SAGA_NAME: &str = "dispatch-saga";
 
 /// Events read per step.
 const BATCH_SIZE: usize = 500;
+
+/// Most calls whose commands are in flight at once; one call's commands run in order.
+const IN_FLIGHT: usize = 256;
 
 /// How many candidates an assignment request lists.
 const CANDIDATES_LISTED: usize = 10;
@@ -52,21 +63,29 @@ pub struct DispatchSaga {
     loaded: Option<(SagaState, LogPosition)>,
 }
 
-/// A domain rejection is an answer; only infrastructure failures stop a step.
-fn settled<E: std::error::Error>(
-    result: Result<Committed, CommandError<E>>,
-) -> Result<Result<Committed, E>, StoreError> {
-    match result {
-        Ok(committed) => Ok(Ok(committed)),
-        Err(CommandError::Rejected(rejection)) => Ok(Err(rejection)),
-        Err(CommandError::Conflict) => Err(StoreError::EventStore("command kept conflicting".into())),
-        Err(CommandError::Store(error)) => Err(error),
-    }
-}
-
 impl DispatchSaga {
     pub fn new(store: Store, config: SagaConfig) -> Self {
         Self { store, config, loaded: None }
+    }
+
+    /// Runs `command` on aggregate `id`. A domain rejection is an answer; only
+    /// infrastructure failures stop a step.
+    async fn issue<A>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        meta: CommandMeta,
+    ) -> Result<Result<Committed, A::Error>, StoreError>
+    where
+        A: Aggregate<Services = ()>,
+        A::Command: Clone + Send + Sync,
+    {
+        match self.store.execute::<A>(id, command, &meta).await {
+            Ok(committed) => Ok(Ok(committed)),
+            Err(CommandError::Rejected(rejection)) => Ok(Err(rejection)),
+            Err(CommandError::Conflict) => Err(StoreError::EventStore("command kept conflicting".into())),
+            Err(CommandError::Store(error)) => Err(error),
+        }
     }
 
     /// Handles the next batch of events, then (when caught up with the log) matches
@@ -79,14 +98,7 @@ impl DispatchSaga {
         };
         let events = self.store.read_after(from, BATCH_SIZE).await?;
         let to = events.last().map_or(from, |event| event.position);
-        for logged in &events {
-            let span = tracing::info_span!(
-                "saga",
-                correlation_id = %logged.metadata.correlation_id,
-                event_type = %logged.event_type,
-            );
-            self.handle(&mut state, logged).instrument(span).await?;
-        }
+        self.handle(&mut state, &events).await?;
         if events.len() < BATCH_SIZE {
             self.match_waiting_calls(&mut state).await?;
             self.fail_overdue_calls(&mut state, Utc::now()).await?;
@@ -117,108 +129,181 @@ impl DispatchSaga {
         store::run_worker(self, store, POLL_INTERVAL, shutdown).await;
     }
 
-    async fn handle(&self, state: &mut SagaState, logged: &LoggedEvent) -> Result<(), StoreError> {
+    /// Reacts to a batch: the state follows the events in log order, then each call's
+    /// reactions run as one chain, the chains of different calls concurrently.
+    async fn handle(&self, state: &mut SagaState, events: &[LoggedEvent]) -> Result<(), StoreError> {
+        let mut chains: BTreeMap<Uuid, Vec<Step>> = BTreeMap::new();
+        for logged in events {
+            let span = tracing::info_span!(
+                "saga",
+                correlation_id = %logged.metadata.correlation_id,
+                event_type = %logged.event_type,
+            );
+            if let Some((call_id, reaction)) = span.in_scope(|| self.react(state, logged))? {
+                chains.entry(call_id).or_default().push(Step { cause: logged.event_id(), span, reaction });
+            }
+        }
+        let chains: Vec<_> = chains
+            .into_iter()
+            .map(|(call_id, steps)| (call_id, state.dispatches.get(&call_id).cloned(), steps))
+            .collect();
+        let ran =
+            all_settled(chains.into_iter().map(|(call_id, dispatch, steps)| self.run_chain(call_id, dispatch, steps)));
+        for (call_id, dispatch) in ran.await? {
+            state.set_dispatch(call_id, dispatch);
+        }
+        Ok(())
+    }
+
+    /// Folds the event into the state's drivers and says what it asks of which call,
+    /// decided from the state as of that event.
+    fn react(&self, state: &mut SagaState, logged: &LoggedEvent) -> Result<Option<(Uuid, Reaction)>, StoreError> {
         let Some(id) = logged.aggregate_uuid() else {
-            return Ok(());
+            return Ok(None);
         };
-        let cause = logged.event_id();
-        match logged.decode()? {
+        let reaction = match logged.decode()? {
             AnyEvent::Call(CallEvent::CallRequested(request)) => {
                 let deadline = request.requested_at
                     + chrono::Duration::from_std(self.config.dispatch_timeout).unwrap_or(chrono::Duration::MAX);
-                let dispatch = Dispatch {
-                    call_id: id,
-                    drive_type: request.drive_type,
-                    pickup: request.pickup.clone(),
-                    requested_at: request.requested_at,
-                    deadline,
-                    reserved_driver: None,
-                };
                 let candidates = rank_candidates(
                     state.drivers.values(),
-                    &dispatch.pickup,
-                    dispatch.drive_type,
+                    &request.pickup,
+                    request.drive_type,
                     self.config.radius_km * 1000.0,
                 )
                 .into_iter()
                 .take(CANDIDATES_LISTED)
                 .map(|(driver_id, _)| driver_id)
                 .collect();
-                let now = Utc::now();
-                let request_assignment = AssignmentCommand::Request {
+                let dispatch = Dispatch {
                     call_id: id,
-                    drive_type: dispatch.drive_type,
-                    pickup: dispatch.pickup.clone(),
-                    candidates,
-                    at: now,
+                    drive_type: request.drive_type,
+                    pickup: request.pickup,
+                    requested_at: request.requested_at,
+                    deadline,
+                    reserved_driver: None,
                 };
-                settled(
-                    self.store
-                        .execute::<Assignment>(id, request_assignment, &meta(id, cause, "RequestAssignment", id, now))
-                        .await,
-                )?
-                .ok();
-                let started = self
-                    .store
-                    .execute::<Call>(
-                        id,
-                        CallCommand::StartDispatch { at: now },
-                        &meta(id, cause, "StartDispatch", id, now),
-                    )
-                    .await;
-                // A call cancelled before dispatch began needs no driver.
-                if settled(started)?.is_ok() {
-                    state.start_dispatch(dispatch);
-                }
+                (id, Reaction::Request { dispatch, candidates })
             }
-            AnyEvent::Call(CallEvent::CallConfirmed { .. } | CallEvent::CallFailed { .. }) => state.finish_dispatch(id),
+            AnyEvent::Call(CallEvent::CallConfirmed { .. } | CallEvent::CallFailed { .. }) => (id, Reaction::Finish),
             AnyEvent::Call(CallEvent::CallCancelled { .. }) => {
-                state.finish_dispatch(id);
-                self.close_assignment(state, id, cause, Closing::Cancel).await?;
+                (id, Reaction::Close { closing: Closing::Cancel, holders: state.holders(id) })
             }
             AnyEvent::Call(CallEvent::CallCompleted { .. }) => {
-                self.close_assignment(state, id, cause, Closing::Complete).await?;
+                (id, Reaction::Close { closing: Closing::Complete, holders: state.holders(id) })
             }
-            AnyEvent::Call(CallEvent::CallDispatchStarted { .. }) => {}
             AnyEvent::Driver(event) => {
+                // The saga records its own reservations ahead of their events, having
+                // confirmed them in the same step: such an event needs nothing more. Any
+                // other (made elsewhere, or by a step that crashed) is confirmed or
+                // released now.
+                let known = match &event {
+                    DriverEvent::DriverReserved { call_id, .. } => {
+                        state.drivers.get(&id).is_some_and(|driver| driver.reserved_for == Some(*call_id))
+                    }
+                    _ => false,
+                };
                 state.apply_driver_event(id, &event);
                 match event {
+                    DriverEvent::DriverReserved { .. } if known => return Ok(None),
                     DriverEvent::DriverReserved { call_id, .. } => {
-                        if let Some(dispatch) = state.dispatch_mut(call_id) {
-                            dispatch.reserved_driver = Some(id);
-                        }
-                        self.confirm(state, call_id, id, cause).await?;
+                        (call_id, Reaction::Reserved { driver_id: id, assigned: state.assigned(id) })
                     }
-                    DriverEvent::DriverReleased { call_id, .. } => {
-                        // A call still being dispatched lost its driver: it waits again.
-                        if let Some(dispatch) = state.dispatch_mut(call_id).filter(|d| d.reserved_driver == Some(id)) {
-                            dispatch.reserved_driver = None;
-                        }
-                    }
-                    _ => {}
+                    DriverEvent::DriverReleased { call_id, .. } => (call_id, Reaction::Released { driver_id: id }),
+                    _ => return Ok(None),
                 }
             }
-            AnyEvent::Assignment(_) | AnyEvent::Unknown => {}
+            AnyEvent::Call(CallEvent::CallDispatchStarted { .. }) | AnyEvent::Assignment(_) | AnyEvent::Unknown => {
+                return Ok(None)
+            }
+        };
+        Ok(Some(reaction))
+    }
+
+    /// Runs one call's reactions in log order, starting from what the saga knew of its
+    /// dispatch; returns what it knows after them.
+    async fn run_chain(
+        &self,
+        call_id: Uuid,
+        mut dispatch: Option<Dispatch>,
+        steps: Vec<Step>,
+    ) -> Result<(Uuid, Option<Dispatch>), StoreError> {
+        for Step { cause, span, reaction } in steps {
+            self.run_reaction(call_id, &mut dispatch, cause, reaction).instrument(span).await?;
+        }
+        Ok((call_id, dispatch))
+    }
+
+    async fn run_reaction(
+        &self,
+        call_id: Uuid,
+        dispatch: &mut Option<Dispatch>,
+        cause: Uuid,
+        reaction: Reaction,
+    ) -> Result<(), StoreError> {
+        match reaction {
+            Reaction::Request { dispatch: requested, candidates } => {
+                if self.request(&requested, candidates, cause).await? {
+                    *dispatch = Some(requested);
+                }
+            }
+            Reaction::Finish => *dispatch = None,
+            Reaction::Close { closing, holders } => {
+                *dispatch = None;
+                self.close_assignment(call_id, holders, cause, closing).await?;
+            }
+            Reaction::Reserved { driver_id, assigned } => {
+                if let Some(dispatch) = dispatch.as_mut() {
+                    dispatch.reserved_driver = Some(driver_id);
+                }
+                self.confirm(call_id, driver_id, assigned, cause, dispatch).await?;
+            }
+            Reaction::Released { driver_id } => {
+                // A call still being dispatched lost its driver: it waits again.
+                if let Some(dispatch) = dispatch.as_mut().filter(|dispatch| dispatch.reserved_driver == Some(driver_id))
+                {
+                    dispatch.reserved_driver = None;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Confirms a reservation on the assignment and then the call; releases the driver
-    /// when the call can no longer use them.
+    /// Opens the call's assignment and starts its dispatch; false when the call was
+    /// cancelled before dispatch began, so it needs no driver.
+    async fn request(&self, dispatch: &Dispatch, candidates: Vec<Uuid>, cause: Uuid) -> Result<bool, StoreError> {
+        let call_id = dispatch.call_id;
+        let now = Utc::now();
+        let request_assignment = AssignmentCommand::Request {
+            call_id,
+            drive_type: dispatch.drive_type,
+            pickup: dispatch.pickup.clone(),
+            candidates,
+            at: now,
+        };
+        self.issue::<Assignment>(call_id, request_assignment, meta(call_id, cause, "RequestAssignment", call_id, now))
+            .await?
+            .ok();
+        let start = CallCommand::StartDispatch { at: now };
+        let started = self.issue::<Call>(call_id, start, meta(call_id, cause, "StartDispatch", call_id, now)).await?;
+        Ok(started.is_ok())
+    }
+
+    /// Confirms a reservation on the assignment and then, when the driver is known, the
+    /// call (which ends its dispatch); releases the driver when the call can no longer
+    /// use them.
     async fn confirm(
         &self,
-        state: &mut SagaState,
         call_id: Uuid,
         driver_id: Uuid,
+        assigned: Option<AssignedDriver>,
         cause: Uuid,
+        dispatch: &mut Option<Dispatch>,
     ) -> Result<(), StoreError> {
         let now = Utc::now();
         let confirm = AssignmentCommand::Confirm { driver_id, at: now };
-        let confirmed = settled(
-            self.store
-                .execute::<Assignment>(call_id, confirm, &meta(call_id, cause, "ConfirmAssignment", call_id, now))
-                .await,
-        )?;
+        let confirmed =
+            self.issue::<Assignment>(call_id, confirm, meta(call_id, cause, "ConfirmAssignment", call_id, now)).await?;
         let committed = match confirmed {
             Ok(committed) => committed,
             Err(AssignmentError::NotFound) => return Ok(()),
@@ -227,21 +312,18 @@ impl DispatchSaga {
                 return self.release(call_id, driver_id, ReleaseReason::NotNeeded, cause).await;
             }
         };
-        let Some(driver) = state.drivers.get(&driver_id) else {
+        let Some(assigned) = assigned else {
             return Ok(());
         };
-        let assigned = AssignedDriver { driver_id, name: driver.name.clone(), tel: driver.tel.clone() };
         let cause = event_id(Assignment::TYPE, &call_id.to_string(), committed.version);
         let confirm_call = CallCommand::Confirm { driver: assigned, at: now };
-        match settled(
-            self.store.execute::<Call>(call_id, confirm_call, &meta(call_id, cause, "ConfirmCall", call_id, now)).await,
-        )? {
+        match self.issue::<Call>(call_id, confirm_call, meta(call_id, cause, "ConfirmCall", call_id, now)).await? {
             Ok(committed) => {
-                if let (true, Some(dispatch)) = (committed.appended > 0, state.dispatches.get(&call_id)) {
+                if let (true, Some(dispatch)) = (committed.appended > 0, dispatch.as_ref()) {
                     let waited = (now - dispatch.requested_at).to_std().unwrap_or_default();
                     metrics::histogram!("drivercenter_dispatch_latency_seconds").record(waited.as_secs_f64());
                 }
-                state.finish_dispatch(call_id);
+                *dispatch = None;
             }
             // The cancel that beat us will cancel the assignment and release the driver;
             // a completed call was confirmed before (this is a redelivered reservation).
@@ -260,11 +342,7 @@ impl DispatchSaga {
     ) -> Result<(), StoreError> {
         let now = Utc::now();
         let release = DriverCommand::Release { call_id, reason, at: now };
-        match settled(
-            self.store
-                .execute::<Driver>(driver_id, release, &meta(call_id, cause, "ReleaseDriver", driver_id, now))
-                .await,
-        )? {
+        match self.issue::<Driver>(driver_id, release, meta(call_id, cause, "ReleaseDriver", driver_id, now)).await? {
             Ok(_) | Err(DriverError::NotReservedForCall | DriverError::NotFound) => Ok(()),
             Err(rejection) => {
                 tracing::warn!(%call_id, %driver_id, reason = %rejection, "driver could not be released");
@@ -273,11 +351,12 @@ impl DispatchSaga {
         }
     }
 
-    /// Ends the call's assignment and frees whoever was reserved for it.
+    /// Ends the call's assignment and frees whoever was reserved for it: the drivers the
+    /// state saw reserved for the call or, when it saw none, the assignment's own.
     async fn close_assignment(
         &self,
-        state: &SagaState,
         call_id: Uuid,
+        mut holders: Vec<Uuid>,
         cause: Uuid,
         closing: Closing,
     ) -> Result<(), StoreError> {
@@ -292,88 +371,100 @@ impl DispatchSaga {
                 (AssignmentCommand::Complete { at: now }, "CompleteAssignment", ReleaseReason::CallCompleted)
             }
         };
-        let closed = settled(
-            self.store.execute::<Assignment>(call_id, command, &meta(call_id, cause, name, call_id, now)).await,
-        )?;
-        let (assignment, version) = self.store.load::<Assignment>(call_id).await?;
+        let closed = self.issue::<Assignment>(call_id, command, meta(call_id, cause, name, call_id, now)).await?;
         let release_cause = match closed {
-            Ok(_) => event_id(Assignment::TYPE, &call_id.to_string(), version),
+            Ok(committed) => event_id(Assignment::TYPE, &call_id.to_string(), committed.version),
             Err(_) => cause,
         };
-        // The assignment names its confirmed driver; a reservation that never reached it
-        // is known from the driver's own events.
-        let mut holders: Vec<Uuid> = assignment.driver_id().into_iter().collect();
-        holders.extend(
-            state.drivers.values().filter(|driver| driver.reserved_for == Some(call_id)).map(|driver| driver.driver_id),
-        );
-        holders.sort();
-        holders.dedup();
+        if holders.is_empty() {
+            holders.extend(self.store.load::<Assignment>(call_id).await?.0.driver_id());
+        }
         for driver_id in holders {
             self.release(call_id, driver_id, reason, release_cause).await?;
         }
         Ok(())
     }
 
-    /// Offers each waiting call, oldest first, the nearest free driver who fits.
+    /// Offers each waiting call, oldest first, the nearest free driver who fits, no
+    /// driver to two calls; the offers run together. A call whose driver refused is
+    /// offered the next one, until it is served or no candidate is left.
     async fn match_waiting_calls(&self, state: &mut SagaState) -> Result<(), StoreError> {
         let mut waiting: Vec<Dispatch> =
             state.dispatches.values().filter(|dispatch| dispatch.reserved_driver.is_none()).cloned().collect();
-        waiting.sort_by_key(|dispatch| (dispatch.requested_at, dispatch.call_id));
-        // Drivers who refused a reservation this round: our picture of them was stale,
+        // Drivers who refused a reservation in this step: our picture of them was stale,
         // and their own events, on their way, will correct it.
         let mut refused = HashSet::new();
-        for dispatch in waiting {
-            let call_id = dispatch.call_id;
-            let cause = event_id(Assignment::TYPE, &call_id.to_string(), 1);
-            let candidates = rank_candidates(
-                state.drivers.values(),
-                &dispatch.pickup,
-                dispatch.drive_type,
-                self.config.radius_km * 1000.0,
-            );
-            for (driver_id, _) in candidates {
-                if refused.contains(&driver_id) {
-                    continue;
+        while !waiting.is_empty() {
+            waiting.sort_by_key(|dispatch| (dispatch.requested_at, dispatch.call_id));
+            let mut offered = HashSet::new();
+            let mut offers = Vec::new();
+            for dispatch in waiting {
+                let candidates = rank_candidates(
+                    state.drivers.values(),
+                    &dispatch.pickup,
+                    dispatch.drive_type,
+                    self.config.radius_km * 1000.0,
+                );
+                let chosen = candidates
+                    .into_iter()
+                    .map(|(driver_id, _)| driver_id)
+                    .find(|driver_id| !refused.contains(driver_id) && !offered.contains(driver_id));
+                if let Some(driver_id) = chosen {
+                    offered.insert(driver_id);
+                    offers.push((dispatch, driver_id, state.assigned(driver_id)));
                 }
-                let now = Utc::now();
-                let reserve = DriverCommand::Reserve { call_id, drive_type: dispatch.drive_type, at: now };
-                match settled(
-                    self.store
-                        .execute::<Driver>(driver_id, reserve, &meta(call_id, cause, "ReserveDriver", driver_id, now))
-                        .await,
-                )? {
-                    Ok(committed) => {
-                        if let Some(driver) = state.driver_mut(driver_id) {
-                            driver.reserved_for = Some(call_id);
-                        }
-                        if let Some(dispatch) = state.dispatch_mut(call_id) {
-                            dispatch.reserved_driver = Some(driver_id);
-                        }
-                        let reserved = event_id(Driver::TYPE, &driver_id.to_string(), committed.version);
-                        self.confirm(state, call_id, driver_id, reserved).await?;
-                        break;
+            }
+            let answers = all_settled(offers.into_iter().map(|(dispatch, driver_id, assigned)| {
+                let span = tracing::info_span!("saga", correlation_id = %dispatch.call_id);
+                self.offer(dispatch, driver_id, assigned).instrument(span)
+            }));
+            waiting = Vec::new();
+            for answer in answers.await? {
+                match answer {
+                    Offer::Taken { call_id, driver_id, dispatch } => {
+                        state.reserve(driver_id, call_id);
+                        state.set_dispatch(call_id, dispatch);
                     }
-                    Err(rejection) => {
-                        metrics::counter!("drivercenter_saga_retries_total", "reason" => "reservation_refused")
-                            .increment(1);
+                    Offer::Refused { driver_id, dispatch } => {
                         refused.insert(driver_id);
-                        let refusal =
-                            AssignmentCommand::RecordRefusal { driver_id, reason: rejection.to_string(), at: now };
-                        settled(
-                            self.store
-                                .execute::<Assignment>(
-                                    call_id,
-                                    refusal,
-                                    &meta(call_id, cause, "RecordRefusal", driver_id, now),
-                                )
-                                .await,
-                        )?
-                        .ok();
+                        waiting.push(dispatch);
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Reserves `driver_id` for the waiting call and confirms them, or records the refusal.
+    async fn offer(
+        &self,
+        mut dispatch: Dispatch,
+        driver_id: Uuid,
+        assigned: Option<AssignedDriver>,
+    ) -> Result<Offer, StoreError> {
+        let call_id = dispatch.call_id;
+        let cause = event_id(Assignment::TYPE, &call_id.to_string(), 1);
+        let now = Utc::now();
+        let reserve = DriverCommand::Reserve { call_id, drive_type: dispatch.drive_type, at: now };
+        let reserved =
+            self.issue::<Driver>(driver_id, reserve, meta(call_id, cause, "ReserveDriver", driver_id, now)).await?;
+        match reserved {
+            Ok(committed) => {
+                dispatch.reserved_driver = Some(driver_id);
+                let mut dispatch = Some(dispatch);
+                let reserved = event_id(Driver::TYPE, &driver_id.to_string(), committed.version);
+                self.confirm(call_id, driver_id, assigned, reserved, &mut dispatch).await?;
+                Ok(Offer::Taken { call_id, driver_id, dispatch })
+            }
+            Err(rejection) => {
+                metrics::counter!("drivercenter_saga_retries_total", "reason" => "reservation_refused").increment(1);
+                let refusal = AssignmentCommand::RecordRefusal { driver_id, reason: rejection.to_string(), at: now };
+                self.issue::<Assignment>(call_id, refusal, meta(call_id, cause, "RecordRefusal", driver_id, now))
+                    .await?
+                    .ok();
+                Ok(Offer::Refused { driver_id, dispatch })
+            }
+        }
     }
 
     /// Fails every waiting call whose deadline has passed.
@@ -384,29 +475,75 @@ impl DispatchSaga {
             .filter(|dispatch| dispatch.reserved_driver.is_none() && dispatch.deadline <= now)
             .map(|dispatch| dispatch.call_id)
             .collect();
-        for call_id in overdue {
-            let reason = "no driver available before the dispatch deadline".to_string();
-            let cause = event_id(Call::TYPE, &call_id.to_string(), 1);
-            let fail = AssignmentCommand::Fail { reason: reason.clone(), at: now };
-            let failed = settled(
-                self.store
-                    .execute::<Assignment>(call_id, fail, &meta(call_id, cause, "FailAssignment", call_id, now))
-                    .await,
-            )?;
-            let cause = match failed {
-                Ok(committed) => event_id(Assignment::TYPE, &call_id.to_string(), committed.version),
-                // Confirmed or cancelled meanwhile: the events on their way settle the call.
-                Err(_) => continue,
-            };
-            let fail_call = CallCommand::Fail { reason, at: now };
-            settled(
-                self.store.execute::<Call>(call_id, fail_call, &meta(call_id, cause, "FailCall", call_id, now)).await,
-            )?
-            .ok();
-            state.finish_dispatch(call_id);
+        let failed = all_settled(overdue.into_iter().map(|call_id| {
+            let span = tracing::info_span!("saga", correlation_id = %call_id);
+            self.fail(call_id, now).instrument(span)
+        }));
+        for call_id in failed.await?.into_iter().flatten() {
+            state.set_dispatch(call_id, None);
         }
         Ok(())
     }
+
+    /// Fails the assignment and then the call; the call id when the dispatch is over.
+    async fn fail(&self, call_id: Uuid, now: Timestamp) -> Result<Option<Uuid>, StoreError> {
+        let reason = "no driver available before the dispatch deadline".to_string();
+        let cause = event_id(Call::TYPE, &call_id.to_string(), 1);
+        let fail = AssignmentCommand::Fail { reason: reason.clone(), at: now };
+        let failed =
+            self.issue::<Assignment>(call_id, fail, meta(call_id, cause, "FailAssignment", call_id, now)).await?;
+        let cause = match failed {
+            Ok(committed) => event_id(Assignment::TYPE, &call_id.to_string(), committed.version),
+            // Confirmed or cancelled meanwhile: the events on their way settle the call.
+            Err(_) => return Ok(None),
+        };
+        let fail_call = CallCommand::Fail { reason, at: now };
+        self.issue::<Call>(call_id, fail_call, meta(call_id, cause, "FailCall", call_id, now)).await?.ok();
+        Ok(Some(call_id))
+    }
+}
+
+/// What one event asks the saga to do about one call.
+#[derive(Debug)]
+enum Reaction {
+    /// A new call: open its assignment with these candidates and start its dispatch.
+    Request { dispatch: Dispatch, candidates: Vec<Uuid> },
+    /// Confirmed or failed: the dispatch is over.
+    Finish,
+    /// Cancelled or completed: end the dispatch and the assignment, release the holders.
+    Close { closing: Closing, holders: Vec<Uuid> },
+    /// A driver, named to the customer as `assigned` (`None`: unknown to the saga), was
+    /// reserved for the call without the saga confirming it yet.
+    Reserved { driver_id: Uuid, assigned: Option<AssignedDriver> },
+    /// A driver's reservation for the call ended.
+    Released { driver_id: Uuid },
+}
+
+/// A reaction, the event that caused it, and that event's span.
+#[derive(Debug)]
+struct Step {
+    cause: Uuid,
+    span: tracing::Span,
+    reaction: Reaction,
+}
+
+/// How an offer of a driver to a waiting call ended.
+#[derive(Debug)]
+enum Offer {
+    /// Reserved (and, unless the call could no longer use them, confirmed); `dispatch` is
+    /// what remains of the call's dispatch.
+    Taken { call_id: Uuid, driver_id: Uuid, dispatch: Option<Dispatch> },
+    /// The driver refused; the call still waits.
+    Refused { driver_id: Uuid, dispatch: Dispatch },
+}
+
+/// Runs `jobs`, at most [`IN_FLIGHT`] at a time. Every job runs to its end before the
+/// first failure is reported, so that none is cut off between two commands.
+async fn all_settled<T>(
+    jobs: impl IntoIterator<Item = impl Future<Output = Result<T, StoreError>>>,
+) -> Result<Vec<T>, StoreError> {
+    let results: Vec<Result<T, StoreError>> = stream::iter(jobs).buffer_unordered(IN_FLIGHT).collect().await;
+    results.into_iter().collect()
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -7,7 +7,8 @@
 //! It acts at least once: after a crash it reads again from its last checkpoint, so every
 //! reaction is idempotent (aggregates accept a repeat as a no-op, command ids are derived
 //! from the event that caused them). Its state (drivers it knows, calls waiting, their
-//! deadlines) is saved with its checkpoint, never kept only in memory.
+//! deadlines) is saved with its checkpoint, never kept only in memory. One call's commands
+//! run in order, different calls' concurrently (ADR 5).
 //!
 //! Depends on the domain and the store; knows nothing of HTTP or the views.
 

@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use domain::{DriveType, DriverEvent, Location, Tel, Timestamp};
+use domain::{AssignedDriver, DriveType, DriverEvent, Location, Tel, Timestamp};
 use serde::{Deserialize, Serialize};
+use sqlx::QueryBuilder;
 use store::{on_db, on_tx, Store, StoreError, Tx};
 use uuid::Uuid;
 
@@ -65,57 +66,79 @@ impl SagaState {
         Ok(state)
     }
 
-    pub fn driver_mut(&mut self, driver_id: Uuid) -> Option<&mut DriverSlot> {
-        self.changed_drivers.insert(driver_id);
-        self.drivers.get_mut(&driver_id)
+    /// The drivers the saga knows to be reserved for the call.
+    pub fn holders(&self, call_id: Uuid) -> Vec<Uuid> {
+        self.drivers
+            .values()
+            .filter(|driver| driver.reserved_for == Some(call_id))
+            .map(|driver| driver.driver_id)
+            .collect()
     }
 
-    pub fn dispatch_mut(&mut self, call_id: Uuid) -> Option<&mut Dispatch> {
+    /// The driver as a call names them to its customer.
+    pub fn assigned(&self, driver_id: Uuid) -> Option<AssignedDriver> {
+        self.drivers.get(&driver_id).map(|driver| AssignedDriver {
+            driver_id,
+            name: driver.name.clone(),
+            tel: driver.tel.clone(),
+        })
+    }
+
+    /// Replaces what the saga knows of a call's dispatch (`None`: it is over), marking
+    /// the row for the next save only when it changed.
+    pub fn set_dispatch(&mut self, call_id: Uuid, dispatch: Option<Dispatch>) {
+        if self.dispatches.get(&call_id) == dispatch.as_ref() {
+            return;
+        }
         self.changed_dispatches.insert(call_id);
-        self.dispatches.get_mut(&call_id)
+        match dispatch {
+            Some(dispatch) => self.dispatches.insert(call_id, dispatch),
+            None => self.dispatches.remove(&call_id),
+        };
     }
 
-    pub fn start_dispatch(&mut self, dispatch: Dispatch) {
-        self.changed_dispatches.insert(dispatch.call_id);
-        self.dispatches.insert(dispatch.call_id, dispatch);
-    }
-
-    pub fn finish_dispatch(&mut self, call_id: Uuid) {
-        self.changed_dispatches.insert(call_id);
-        self.dispatches.remove(&call_id);
+    /// Records a reservation the saga made itself, ahead of its event.
+    pub fn reserve(&mut self, driver_id: Uuid, call_id: Uuid) {
+        if let Some(driver) = self.drivers.get_mut(&driver_id).filter(|driver| driver.reserved_for != Some(call_id)) {
+            driver.reserved_for = Some(call_id);
+            self.changed_drivers.insert(driver_id);
+        }
     }
 
     /// Follows a driver's own events.
     pub fn apply_driver_event(&mut self, driver_id: Uuid, event: &DriverEvent) {
-        if let DriverEvent::DriverRegistered { name, tel, can_drive_manual, .. } = event {
-            self.changed_drivers.insert(driver_id);
-            self.drivers.insert(
+        let updated = match (event, self.drivers.get(&driver_id)) {
+            (DriverEvent::DriverRegistered { name, tel, can_drive_manual, .. }, _) => DriverSlot {
                 driver_id,
-                DriverSlot {
-                    driver_id,
-                    name: name.clone(),
-                    tel: tel.clone(),
-                    can_drive_manual: *can_drive_manual,
-                    online: false,
-                    location: None,
-                    reserved_for: None,
-                },
-            );
-            return;
-        }
-        let Some(driver) = self.driver_mut(driver_id) else {
-            return;
-        };
-        match event {
-            DriverEvent::DriverRegistered { .. } => {}
-            DriverEvent::DriverWentOnline { location, .. } => {
-                driver.online = true;
-                driver.location = Some(location.clone());
+                name: name.clone(),
+                tel: tel.clone(),
+                can_drive_manual: *can_drive_manual,
+                online: false,
+                location: None,
+                reserved_for: None,
+            },
+            (_, None) => return,
+            (_, Some(known)) => {
+                let mut driver = known.clone();
+                match event {
+                    DriverEvent::DriverRegistered { .. } => {}
+                    DriverEvent::DriverWentOnline { location, .. } => {
+                        driver.online = true;
+                        driver.location = Some(location.clone());
+                    }
+                    DriverEvent::DriverLocationUpdated { location, .. } => driver.location = Some(location.clone()),
+                    DriverEvent::DriverWentOffline { .. } => driver.online = false,
+                    DriverEvent::DriverReserved { call_id, .. } => driver.reserved_for = Some(*call_id),
+                    DriverEvent::DriverReleased { .. } => driver.reserved_for = None,
+                }
+                driver
             }
-            DriverEvent::DriverLocationUpdated { location, .. } => driver.location = Some(location.clone()),
-            DriverEvent::DriverWentOffline { .. } => driver.online = false,
-            DriverEvent::DriverReserved { call_id, .. } => driver.reserved_for = Some(*call_id),
-            DriverEvent::DriverReleased { .. } => driver.reserved_for = None,
+        };
+        // A reservation the saga made itself arrives as an event it already knows of:
+        // the row need not be written again.
+        if self.drivers.get(&driver_id) != Some(&updated) {
+            self.changed_drivers.insert(driver_id);
+            self.drivers.insert(driver_id, updated);
         }
     }
 
@@ -124,37 +147,139 @@ impl SagaState {
         !(self.changed_drivers.is_empty() && self.changed_dispatches.is_empty())
     }
 
-    /// Writes what changed since the last save into `tx`.
+    /// Writes what changed since the last save into `tx`, a few statements for the lot.
     pub async fn save(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        let mut drivers = Vec::new();
         for driver_id in std::mem::take(&mut self.changed_drivers) {
-            let Some(driver) = self.drivers.get(&driver_id) else {
-                continue;
-            };
-            upsert(tx, "saga_drivers", "driver_id", driver_id, serde_json::to_string(driver)?).await?;
-        }
-        for call_id in std::mem::take(&mut self.changed_dispatches) {
-            match self.dispatches.get(&call_id) {
-                Some(dispatch) => {
-                    upsert(tx, "saga_dispatches", "call_id", call_id, serde_json::to_string(dispatch)?).await?
-                }
-                None => on_tx!(&mut *tx, conn => {
-                    sqlx::query("DELETE FROM saga_dispatches WHERE call_id = $1")
-                        .bind(call_id.to_string())
-                        .execute(conn)
-                        .await?;
-                }),
+            if let Some(driver) = self.drivers.get(&driver_id) {
+                drivers.push((driver_id, serde_json::to_string(driver)?));
             }
         }
-        Ok(())
+        let (mut dispatches, mut finished) = (Vec::new(), Vec::new());
+        for call_id in std::mem::take(&mut self.changed_dispatches) {
+            match self.dispatches.get(&call_id) {
+                Some(dispatch) => dispatches.push((call_id, serde_json::to_string(dispatch)?)),
+                None => finished.push(call_id),
+            }
+        }
+        upsert(tx, "saga_drivers", "driver_id", &drivers).await?;
+        upsert(tx, "saga_dispatches", "call_id", &dispatches).await?;
+        delete(tx, "saga_dispatches", "call_id", &finished).await
     }
 }
 
-async fn upsert(tx: &mut Tx, table: &str, key: &str, id: Uuid, doc: String) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO {table} ({key}, doc) VALUES ($1, $2) ON CONFLICT ({key}) DO UPDATE SET doc = excluded.doc"
-    );
-    on_tx!(tx, conn => {
-        sqlx::query(&sql).bind(id.to_string()).bind(doc).execute(conn).await?;
-    });
+/// Rows per statement: two parameters each, within the 999 that any SQLite build binds.
+const ROWS_PER_STATEMENT: usize = 400;
+
+async fn upsert(tx: &mut Tx, table: &str, key: &str, rows: &[(Uuid, String)]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        on_tx!(&mut *tx, conn => {
+            let mut insert = QueryBuilder::new(format!("INSERT INTO {table} ({key}, doc) "));
+            insert.push_values(chunk, |mut row, (id, doc)| {
+                row.push_bind(id.to_string()).push_bind(doc.as_str());
+            });
+            insert.push(format!(" ON CONFLICT ({key}) DO UPDATE SET doc = excluded.doc"));
+            insert.build().execute(conn).await?;
+        });
+    }
     Ok(())
+}
+
+async fn delete(tx: &mut Tx, table: &str, key: &str, ids: &[Uuid]) -> Result<(), StoreError> {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        on_tx!(&mut *tx, conn => {
+            let mut delete = QueryBuilder::new(format!("DELETE FROM {table} WHERE {key} IN ("));
+            let mut listed = delete.separated(", ");
+            for id in chunk {
+                listed.push_bind(id.to_string());
+            }
+            delete.push(")");
+            delete.build().execute(conn).await?;
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn registered(state: &mut SagaState) -> Uuid {
+        let driver_id = Uuid::now_v7();
+        let tel = Tel::parse("01012345678").expect("a valid number");
+        let registered = DriverEvent::DriverRegistered {
+            driver_id,
+            name: "기사".into(),
+            tel,
+            can_drive_manual: false,
+            registered_at: Utc::now(),
+        };
+        state.apply_driver_event(driver_id, &registered);
+        driver_id
+    }
+
+    /// A state with one registered driver, everything saved.
+    fn saved_state() -> (SagaState, Uuid) {
+        let mut state = SagaState::default();
+        let driver_id = registered(&mut state);
+        state.changed_drivers.clear();
+        (state, driver_id)
+    }
+
+    fn mapo() -> Location {
+        Location { address: "마포구".into(), lat: 37.5663, lng: 126.9019 }
+    }
+
+    fn dispatch(call_id: Uuid) -> Dispatch {
+        Dispatch {
+            call_id,
+            drive_type: DriveType::Auto,
+            pickup: mapo(),
+            requested_at: Utc::now(),
+            deadline: Utc::now(),
+            reserved_driver: None,
+        }
+    }
+
+    #[test]
+    fn a_reservation_the_saga_recorded_itself_is_not_written_again_when_its_event_arrives() {
+        let (mut state, driver_id) = saved_state();
+        let call_id = Uuid::now_v7();
+        state.reserve(driver_id, call_id);
+        assert!(state.has_changes());
+        state.changed_drivers.clear();
+
+        state.apply_driver_event(driver_id, &DriverEvent::DriverReserved { call_id, reserved_at: Utc::now() });
+        assert!(!state.has_changes());
+        assert_eq!(state.holders(call_id), [driver_id]);
+    }
+
+    #[test]
+    fn only_the_driver_an_event_changes_is_marked_for_saving() {
+        let (mut state, driver_id) = saved_state();
+        let other = registered(&mut state);
+        state.changed_drivers.clear();
+
+        state.apply_driver_event(driver_id, &DriverEvent::DriverWentOffline { offline_at: Utc::now() });
+        assert!(!state.has_changes(), "an offline driver going offline changes nothing");
+        state.apply_driver_event(other, &DriverEvent::DriverWentOnline { location: mapo(), online_at: Utc::now() });
+        assert_eq!(state.changed_drivers, BTreeSet::from([other]));
+    }
+
+    #[test]
+    fn a_dispatch_set_to_what_it_was_is_not_marked_for_saving() {
+        let (mut state, _) = saved_state();
+        let call_id = Uuid::now_v7();
+        state.set_dispatch(call_id, None);
+        assert!(!state.has_changes(), "a call never dispatched, finished");
+
+        state.set_dispatch(call_id, Some(dispatch(call_id)));
+        state.changed_dispatches.clear();
+        state.set_dispatch(call_id, state.dispatches.get(&call_id).cloned());
+        assert!(!state.has_changes());
+        state.set_dispatch(call_id, None);
+        assert_eq!(state.changed_dispatches, BTreeSet::from([call_id]));
+        assert!(state.dispatches.is_empty());
+    }
 }

@@ -1,17 +1,18 @@
 //! The dispatch saga over real databases, stepped by hand: who gets a call, refusals,
-//! waiting, deadlines across restarts, cancellation and completion, redelivery, and one
-//! driver per call.
+//! waiting, deadlines across restarts, cancellation and completion, redelivery, crashes
+//! between commands and checkpoint, and one driver per call, also under many calls at once.
 
 #[macro_use]
 #[path = "../../store/tests/support/mod.rs"]
 mod support;
 
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
 use domain::{
-    AssignedDriver, Assignment, AssignmentEvent, AssignmentStatus, Call, CallCommand, CallStatus, DriveType, Driver,
-    DriverCommand, DriverEvent, ReleaseReason,
+    AssignedDriver, Assignment, AssignmentCommand, AssignmentEvent, AssignmentStatus, Call, CallCommand, CallEvent,
+    CallStatus, DriveType, Driver, DriverCommand, DriverEvent, ReleaseReason,
 };
 use drivercenter_saga::{DispatchSaga, SagaConfig, SAGA_NAME};
 use sqlx::Row;
@@ -50,6 +51,16 @@ type Outcome = (CallStatus, AssignmentStatus, Option<Uuid>, Option<Uuid>);
 fn with_driver(status: CallStatus, assignment: AssignmentStatus, driver: Uuid) -> Outcome {
     (status, assignment, Some(driver), Some(driver))
 }
+
+/// The events of a call confirmed with its driver, in order.
+const DISPATCHED: [&str; 6] = [
+    "CallRequested",
+    "AssignmentRequested",
+    "CallDispatchStarted",
+    "DriverReserved",
+    "AssignmentConfirmed",
+    "CallConfirmed",
+];
 
 /// A call still looking for a driver.
 const WAITING: Outcome = (CallStatus::Dispatching, AssignmentStatus::Requested, None, None);
@@ -143,15 +154,7 @@ on_both_stores! {
             assert_eq!(reserved_for(&store, other).await, None);
         }
         assert_eq!(candidates(&store, call).await, vec![near, far], "online drivers in the radius, nearest first");
-        let expected = [
-            "CallRequested",
-            "AssignmentRequested",
-            "CallDispatchStarted",
-            "DriverReserved",
-            "AssignmentConfirmed",
-            "CallConfirmed",
-        ];
-        assert_eq!(event_types(&store, call).await, expected, "each step once, though the saga saw its own events");
+        assert_eq!(event_types(&store, call).await, DISPATCHED, "each step once, though the saga saw its own events");
         assert!(chain(&store, call).await[1..].iter().all(|event| event.metadata.actor == "dispatch-saga"));
     }
 
@@ -262,7 +265,7 @@ on_both_stores! {
         settle(&store, &mut restarted).await;
         assert_eq!(outcome(&store, call).await, (CallStatus::Failed, AssignmentStatus::Failed, None, None));
         let reasons = picked(&store, call, |event| match event {
-            AnyEvent::Call(domain::CallEvent::CallFailed { reason, .. }) => Some(reason),
+            AnyEvent::Call(CallEvent::CallFailed { reason, .. }) => Some(reason),
             _ => None,
         });
         assert_eq!(reasons.await, vec!["no driver available before the dispatch deadline".to_string()]);
@@ -416,6 +419,169 @@ on_both_stores! {
             let after = (store.count_events().await.expect("count"), snapshot_aggregates(&store, &everything).await);
             assert_eq!(after, before, "redelivery from {:?}", snapshot.checkpoint);
         }
+    }
+
+    /// Two hundred calls share forty drivers, each driver taken again as soon as their
+    /// call is completed or cancelled: every call is confirmed exactly once, no driver
+    /// holds two calls at a time, and every reservation is released.
+    async fn two_hundred_calls_share_forty_drivers_one_call_at_a_time(store: Store) {
+        let mut drivers = Vec::new();
+        for n in 0..40 {
+            drivers.push(online_driver(&store, &format!("기사{n}"), false, 50.0 * f64::from(n)).await);
+        }
+        let patient = SagaConfig { dispatch_timeout: Duration::from_secs(600), ..CONFIG };
+        let mut saga = DispatchSaga::new(store.clone(), patient);
+        settle(&store, &mut saga).await;
+        let mut calls = Vec::new();
+        for customer in 0..200 {
+            calls.push(request_call(&store, customer, DriveType::Auto).await);
+        }
+        // Every fifth call is cancelled once it has its driver, the others completed.
+        let cancelled: HashSet<Uuid> = calls.iter().copied().step_by(5).collect();
+
+        let mut open = calls.clone();
+        while !open.is_empty() {
+            settle(&store, &mut saga).await;
+            let mut waiting = Vec::new();
+            for &call in &open {
+                match state::<Call>(&store, call).await.status() {
+                    CallStatus::Confirmed if cancelled.contains(&call) => cancel(&store, call).await,
+                    CallStatus::Confirmed => {
+                        exec::<Call>(&store, call, CallCommand::Complete { at: now() }).await;
+                    }
+                    CallStatus::Dispatching => waiting.push(call),
+                    other => panic!("call {call} is {other:?}"),
+                }
+            }
+            assert!(waiting.len() < open.len(), "a round with free drivers confirmed no call");
+            open = waiting;
+        }
+        settle(&store, &mut saga).await;
+
+        let mut held: BTreeMap<Uuid, Vec<(i64, Uuid, bool)>> = BTreeMap::new();
+        for &call in &calls {
+            let (status, reason) = match cancelled.contains(&call) {
+                true => (CallStatus::Cancelled, ReleaseReason::CallCancelled),
+                false => (CallStatus::Completed, ReleaseReason::CallCompleted),
+            };
+            let (ended, _, driver, named) = outcome(&store, call).await;
+            assert_eq!(ended, status);
+            assert!(driver.is_some() && driver == named, "call {call}: assignment {driver:?}, call {named:?}");
+            let mut confirmations = (0, 0);
+            for event in chain(&store, call).await {
+                match event.decode().expect("decode an event") {
+                    AnyEvent::Call(CallEvent::CallConfirmed { .. }) => confirmations.0 += 1,
+                    AnyEvent::Assignment(AssignmentEvent::AssignmentConfirmed { .. }) => confirmations.1 += 1,
+                    AnyEvent::Driver(DriverEvent::DriverReserved { call_id, .. }) => {
+                        held.entry(event.aggregate_uuid().expect("a driver id")).or_default().push((
+                            event.sequence,
+                            call_id,
+                            true,
+                        ));
+                    }
+                    AnyEvent::Driver(DriverEvent::DriverReleased { call_id, .. }) => {
+                        held.entry(event.aggregate_uuid().expect("a driver id")).or_default().push((
+                            event.sequence,
+                            call_id,
+                            false,
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            assert_eq!(confirmations, (1, 1), "call {call} confirmed once, on the call and on its assignment");
+            assert_eq!(release_reasons(&store, call).await, vec![reason], "call {call}");
+        }
+        for driver in drivers {
+            assert_eq!(reserved_for(&store, driver).await, None, "driver {driver} is free at the end");
+            let mut history = held.remove(&driver).unwrap_or_default();
+            history.sort();
+            for turn in history.chunks(2) {
+                let [(_, reserved, true), (_, released, false)] = turn else {
+                    panic!("driver {driver}: a reservation not followed by its release: {history:?}");
+                };
+                assert_eq!(reserved, released, "driver {driver} released the call it held");
+            }
+        }
+    }
+
+    /// A crash after a step's commands were committed but before its checkpoint was saved
+    /// makes the next saga read the same events again: it re-issues the same commands,
+    /// which add nothing, and the calls then go on as if nothing had happened.
+    async fn a_batch_read_again_after_a_crash_before_its_checkpoint_changes_nothing(store: Store) {
+        let mut drivers = Vec::new();
+        for n in 0..30 {
+            drivers.push(online_driver(&store, &format!("기사{n}"), false, 40.0 * f64::from(n)).await);
+        }
+        dispatch(&store).await;
+        let before_the_crash = SagaSnapshot::take(&store).await;
+        let mut calls = Vec::new();
+        for customer in 0..40 {
+            calls.push(request_call(&store, customer, DriveType::Auto).await);
+        }
+        dispatch(&store).await;
+        let everything: Vec<Uuid> = calls.iter().copied().chain(drivers.iter().copied()).collect();
+        let committed = (store.count_events().await.expect("count"), snapshot_aggregates(&store, &everything).await);
+
+        before_the_crash.restore(&store).await;
+        let mut restarted = DispatchSaga::new(store.clone(), CONFIG);
+        assert!(settle(&store, &mut restarted).await > 0, "the saga reads the batch again");
+        let again = (store.count_events().await.expect("count"), snapshot_aggregates(&store, &everything).await);
+        assert_eq!(again, committed, "the repeated commands changed nothing");
+
+        let mut waiting = Vec::new();
+        for &call in &calls {
+            match outcome(&store, call).await {
+                (CallStatus::Confirmed, ..) => {
+                    exec::<Call>(&store, call, CallCommand::Complete { at: now() }).await;
+                }
+                still => {
+                    assert_eq!(still, WAITING);
+                    waiting.push(call);
+                }
+            }
+        }
+        assert_eq!(waiting.len(), 10, "thirty drivers served thirty calls");
+        settle(&store, &mut restarted).await;
+        let mut served = HashSet::new();
+        for call in waiting {
+            let (status, _, driver, _) = outcome(&store, call).await;
+            assert_eq!(status, CallStatus::Confirmed, "a freed driver took call {call}");
+            assert!(served.insert(driver.expect("a driver")), "one driver per call");
+        }
+        for call in &calls[..30] {
+            assert_eq!(release_reasons(&store, *call).await, vec![ReleaseReason::CallCompleted]);
+        }
+    }
+
+    /// A step that crashed after reserving a driver and confirming the assignment, but
+    /// before confirming the call: the next step meets a reservation it has no record of,
+    /// confirms the call with that driver, and reserves nobody else.
+    async fn a_reservation_left_by_a_crashed_step_is_confirmed(store: Store) {
+        let nearest = online_driver(&store, "가까움", false, 100.0).await;
+        let other = online_driver(&store, "다음", false, 300.0).await;
+        let mut saga = DispatchSaga::new(store.clone(), CONFIG);
+        settle(&store, &mut saga).await;
+        let call = request_call(&store, 1, DriveType::Auto).await;
+        // What the crashed step committed, correlated with the call as the saga's commands are.
+        let request = state::<Call>(&store, call).await.request().cloned().expect("a request");
+        let open = AssignmentCommand::Request {
+            call_id: call,
+            drive_type: request.drive_type,
+            pickup: request.pickup,
+            candidates: vec![nearest, other],
+            at: now(),
+        };
+        exec::<Assignment>(&store, call, open).await;
+        exec::<Call>(&store, call, CallCommand::StartDispatch { at: now() }).await;
+        let reserve = DriverCommand::Reserve { call_id: call, drive_type: DriveType::Auto, at: now() };
+        store.execute::<Driver>(nearest, reserve, &meta(call)).await.expect("reserve the nearest driver");
+        exec::<Assignment>(&store, call, AssignmentCommand::Confirm { driver_id: nearest, at: now() }).await;
+        settle(&store, &mut saga).await;
+
+        assert_eq!(outcome(&store, call).await, confirmed(nearest));
+        assert_eq!(reserved_for(&store, other).await, None);
+        assert_eq!(event_types(&store, call).await, DISPATCHED, "the reservation confirmed, nobody else reserved");
     }
 }
 
