@@ -77,7 +77,7 @@ impl DispatchSaga {
         meta: CommandMeta,
     ) -> Result<Result<Committed, A::Error>, StoreError>
     where
-        A: Aggregate<Services = ()>,
+        A: store::Stored,
         A::Command: Clone + Send + Sync,
     {
         match self.store.execute::<A>(id, command, &meta).await {

@@ -9,7 +9,6 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use cqrs_es::Aggregate;
 use domain::{
     AssignedDriver, Assignment, AssignmentCommand, AssignmentEvent, AssignmentStatus, Call, CallCommand, CallEvent,
     CallStatus, DriveType, Driver, DriverCommand, DriverEvent, ReleaseReason,
@@ -40,7 +39,7 @@ async fn dispatch(store: &Store) {
     settle(store, &mut DispatchSaga::new(store.clone(), CONFIG)).await;
 }
 
-async fn state<A: Aggregate<Services = ()>>(store: &Store, id: Uuid) -> A {
+async fn state<A: store::Stored>(store: &Store, id: Uuid) -> A {
     store.load::<A>(id).await.expect("load an aggregate").0
 }
 
