@@ -573,4 +573,8 @@ impl Worker for DispatchSaga {
     async fn run_once(&mut self) -> Result<usize, StoreError> {
         DispatchSaga::run_once(self).await
     }
+
+    fn caught_up(&self, read: usize) -> bool {
+        read < BATCH_SIZE
+    }
 }

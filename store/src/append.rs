@@ -4,6 +4,12 @@
 //! fails is written again one append at a time, so only the stale append is refused and
 //! every other one commits.
 
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Postgres, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Db, StoreError};
@@ -13,6 +19,9 @@ const MAX_BATCH: usize = 256;
 
 /// Appends waiting for the writer; a full queue makes callers wait.
 const QUEUE: usize = 4096;
+
+/// How long the writer keeps its connection without an append to write.
+const RELEASE_AFTER: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub(crate) struct NewEvent {
@@ -73,11 +82,27 @@ impl Appender {
 }
 
 async fn write_all(db: Db, mut pending: mpsc::Receiver<Pending>) {
+    let mut writer = Writer { db, held: None };
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let received = if writer.held.is_some() {
+            match tokio::time::timeout(RELEASE_AFTER, pending.recv_many(&mut batch, MAX_BATCH)).await {
+                Ok(received) => received,
+                Err(_) => {
+                    // Idle: the connection goes back, so that the pool can also close.
+                    writer.held = None;
+                    continue;
+                }
+            }
+        } else {
+            pending.recv_many(&mut batch, MAX_BATCH).await
+        };
+        if received == 0 {
+            return;
+        }
         metrics::histogram!("drivercenter_append_batch_size").record(batch.len() as f64);
         let appends: Vec<&Append> = batch.iter().map(|(append, _)| append).collect();
-        match write(&db, &appends).await {
+        match writer.write(&appends).await {
             Ok(()) => {
                 for (_, done) in batch.drain(..) {
                     let _ = done.send(Ok(Appended::Stored));
@@ -89,7 +114,7 @@ async fn write_all(db: Db, mut pending: mpsc::Receiver<Pending>) {
             }
             Err(_) => {
                 for (append, done) in batch.drain(..) {
-                    let outcome = write(&db, &[&append]).await.map(|()| Appended::Stored).or_else(outcome_of);
+                    let outcome = writer.write(&[&append]).await.map(|()| Appended::Stored).or_else(outcome_of);
                     let _ = done.send(outcome);
                 }
             }
@@ -106,54 +131,92 @@ fn outcome_of(error: StoreError) -> Result<Appended, StoreError> {
     }
 }
 
-async fn write(db: &Db, appends: &[&Append]) -> Result<(), StoreError> {
-    match db {
-        Db::Postgres(pool) => {
-            let events = || appends.iter().flat_map(|append| &append.events);
-            let snapshots = || appends.iter().filter_map(|append| append.snapshot.as_ref());
-            sqlx::query(POSTGRES_APPEND)
-                .bind(events().map(|event| event.aggregate_type).collect::<Vec<_>>())
-                .bind(events().map(|event| event.aggregate_id.as_str()).collect::<Vec<_>>())
-                .bind(events().map(|event| event.sequence).collect::<Vec<_>>())
-                .bind(events().map(|event| event.event_type.as_str()).collect::<Vec<_>>())
-                .bind(events().map(|event| event.event_version.as_str()).collect::<Vec<_>>())
-                .bind(events().map(|event| event.payload.as_str()).collect::<Vec<_>>())
-                .bind(events().map(|event| event.metadata.as_str()).collect::<Vec<_>>())
-                .bind(snapshots().map(|snapshot| snapshot.aggregate_type).collect::<Vec<_>>())
-                .bind(snapshots().map(|snapshot| snapshot.aggregate_id.as_str()).collect::<Vec<_>>())
-                .bind(snapshots().map(|snapshot| snapshot.version).collect::<Vec<_>>())
-                .bind(snapshots().map(|snapshot| snapshot.format).collect::<Vec<_>>())
-                .bind(snapshots().map(|snapshot| snapshot.state.as_str()).collect::<Vec<_>>())
-                .execute(pool)
-                .await?;
+/// The writer's own connection, kept between writes while appends keep coming: the pool
+/// tests every connection it takes back with a round trip of its own, which would double
+/// the cost of a write.
+struct Writer {
+    db: Db,
+    held: Option<AnyConnection>,
+}
+
+enum AnyConnection {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Writer {
+    async fn write(&mut self, appends: &[&Append]) -> Result<(), StoreError> {
+        let connection = match self.held.take() {
+            Some(connection) => connection,
+            None => match &self.db {
+                Db::Sqlite(pool) => AnyConnection::Sqlite(pool.acquire().await?),
+                Db::Postgres(pool) => AnyConnection::Postgres(pool.acquire().await?),
+            },
+        };
+        // A connection that failed goes back to the pool, which tests it; the next write
+        // takes another.
+        let (connection, written) = write(connection, appends).await;
+        if written.is_ok() {
+            self.held = Some(connection);
         }
-        Db::Sqlite(pool) => {
-            let mut tx = pool.begin().await?;
-            for event in appends.iter().flat_map(|append| &append.events) {
-                sqlx::query(SQLITE_APPEND_EVENT)
-                    .bind(event.aggregate_type)
-                    .bind(&event.aggregate_id)
-                    .bind(event.sequence)
-                    .bind(&event.event_type)
-                    .bind(&event.event_version)
-                    .bind(&event.payload)
-                    .bind(&event.metadata)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for snapshot in appends.iter().filter_map(|append| append.snapshot.as_ref()) {
-                sqlx::query(SQLITE_SAVE_SNAPSHOT)
-                    .bind(snapshot.aggregate_type)
-                    .bind(&snapshot.aggregate_id)
-                    .bind(snapshot.version)
-                    .bind(snapshot.format)
-                    .bind(&snapshot.state)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        }
+        written
     }
+}
+
+async fn write(mut connection: AnyConnection, appends: &[&Append]) -> (AnyConnection, Result<(), StoreError>) {
+    let written = match &mut connection {
+        AnyConnection::Postgres(connection) => write_postgres(connection, appends).await,
+        AnyConnection::Sqlite(connection) => write_sqlite(connection, appends).await,
+    };
+    (connection, written)
+}
+
+async fn write_postgres(connection: &mut PgConnection, appends: &[&Append]) -> Result<(), StoreError> {
+    let events = || appends.iter().flat_map(|append| &append.events);
+    let snapshots = || appends.iter().filter_map(|append| append.snapshot.as_ref());
+    sqlx::query(POSTGRES_APPEND)
+        .bind(events().map(|event| event.aggregate_type).collect::<Vec<_>>())
+        .bind(events().map(|event| event.aggregate_id.as_str()).collect::<Vec<_>>())
+        .bind(events().map(|event| event.sequence).collect::<Vec<_>>())
+        .bind(events().map(|event| event.event_type.as_str()).collect::<Vec<_>>())
+        .bind(events().map(|event| event.event_version.as_str()).collect::<Vec<_>>())
+        .bind(events().map(|event| event.payload.as_str()).collect::<Vec<_>>())
+        .bind(events().map(|event| event.metadata.as_str()).collect::<Vec<_>>())
+        .bind(snapshots().map(|snapshot| snapshot.aggregate_type).collect::<Vec<_>>())
+        .bind(snapshots().map(|snapshot| snapshot.aggregate_id.as_str()).collect::<Vec<_>>())
+        .bind(snapshots().map(|snapshot| snapshot.version).collect::<Vec<_>>())
+        .bind(snapshots().map(|snapshot| snapshot.format).collect::<Vec<_>>())
+        .bind(snapshots().map(|snapshot| snapshot.state.as_str()).collect::<Vec<_>>())
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+async fn write_sqlite(connection: &mut SqliteConnection, appends: &[&Append]) -> Result<(), StoreError> {
+    let mut tx = connection.begin().await?;
+    for event in appends.iter().flat_map(|append| &append.events) {
+        sqlx::query(SQLITE_APPEND_EVENT)
+            .bind(event.aggregate_type)
+            .bind(&event.aggregate_id)
+            .bind(event.sequence)
+            .bind(&event.event_type)
+            .bind(&event.event_version)
+            .bind(&event.payload)
+            .bind(&event.metadata)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for snapshot in appends.iter().filter_map(|append| append.snapshot.as_ref()) {
+        sqlx::query(SQLITE_SAVE_SNAPSHOT)
+            .bind(snapshot.aggregate_type)
+            .bind(&snapshot.aggregate_id)
+            .bind(snapshot.version)
+            .bind(snapshot.format)
+            .bind(&snapshot.state)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

@@ -14,6 +14,13 @@ pub trait Worker: Send {
 
     /// Handles the next batch; returns how many events it read (0: caught up).
     fn run_once(&mut self) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Whether a step that read `read` events reached the end of the log, so that the
+    /// next step can wait for an append. A worker that reads in batches knows that a
+    /// short batch was the last one and saves the empty step that would confirm it.
+    fn caught_up(&self, read: usize) -> bool {
+        read == 0
+    }
 }
 
 /// Steps `worker` until `shutdown` turns true. It sleeps while caught up, until an append
@@ -22,7 +29,7 @@ pub async fn run_worker<W: Worker>(mut worker: W, store: Store, poll: Duration, 
     let mut appended = store.appended();
     while !*shutdown.borrow() {
         match worker.run_once().await {
-            Ok(0) => Store::wait_for_append(&mut appended, poll, &mut shutdown).await,
+            Ok(read) if worker.caught_up(read) => Store::wait_for_append(&mut appended, poll, &mut shutdown).await,
             Ok(_) => {}
             Err(error) => {
                 tracing::error!(worker = worker.name(), error = %error_chain(&error), "step failed; retrying");
