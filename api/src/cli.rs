@@ -2,13 +2,13 @@
 //! an environment variable, so containers configure it without flags.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use notifier::{AlimTalkConfig, ChannelConfig, NotificationState, Notifier, NotifierConfig, WebhookConfig};
-use projections::{replay, AssignmentView, CallView, DriverView, StreamView, ViewChanges, PROJECTIONS};
+use projections::{replay, replay_all, AssignmentView, CallView, DriverView, StreamView, ViewChanges};
 use saga::SagaConfig;
 use store::{Backend, LogPosition, Store};
 use tokio::net::TcpListener;
@@ -336,29 +336,31 @@ async fn shutdown_signal() {
     }
 }
 
+/// Rebuilds one view, or all of them in one pass over the log, and prints the rate.
 async fn replay_views(store: &Store, name: &str) -> anyhow::Result<()> {
     store.migrate().await.context("migration failed")?;
-    let names: Vec<&str> = if name == "all" { PROJECTIONS.to_vec() } else { vec![name] };
     let total = store.count_events().await?;
     let changes = ViewChanges::default();
-    for name in names {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})")
-                .map(|style| style.progress_chars("=> "))
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_prefix(name.to_string());
-        let progress = |applied| bar.set_position(applied);
-        let applied = match name {
-            CallView::NAME => replay::<CallView>(store, &changes, progress).await?,
-            DriverView::NAME => replay::<DriverView>(store, &changes, progress).await?,
-            AssignmentView::NAME => replay::<AssignmentView>(store, &changes, progress).await?,
-            other => bail!("no projection is called `{other}`"),
-        };
-        bar.finish();
-        tracing::info!(projection = name, events = applied, "replayed");
-    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})")
+            .map(|style| style.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(name.to_string());
+    let progress = |read| bar.set_position(read);
+    let started = Instant::now();
+    let read = match name {
+        "all" => replay_all(store, &changes, progress).await?,
+        CallView::NAME => replay::<CallView>(store, &changes, progress).await?,
+        DriverView::NAME => replay::<DriverView>(store, &changes, progress).await?,
+        AssignmentView::NAME => replay::<AssignmentView>(store, &changes, progress).await?,
+        other => bail!("no projection is called `{other}`"),
+    };
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = if seconds > 0.0 { read as f64 / seconds } else { 0.0 };
+    println!("replayed {name}: {read} events in {seconds:.2} s ({rate:.0} events/s)");
     Ok(())
 }
 

@@ -57,6 +57,17 @@ pub(crate) struct Message {
     pub text: String,
 }
 
+/// Whether the customer is told of `event`, i.e. whether [`compose`] makes a message of it.
+pub(crate) fn tells_the_customer(event: &CallEvent) -> bool {
+    match event {
+        CallEvent::CallConfirmed { .. }
+        | CallEvent::CallCancelled { .. }
+        | CallEvent::CallFailed { .. }
+        | CallEvent::CallCompleted { .. } => true,
+        CallEvent::CallRequested(_) | CallEvent::CallDispatchStarted { .. } => false,
+    }
+}
+
 /// The message `event` of the call `request` sends its customer; `None` for events the
 /// customer is not told of.
 pub(crate) fn compose(event: &CallEvent, request: &CallRequest) -> Option<Message> {
@@ -174,8 +185,13 @@ mod tests {
 
     #[test]
     fn requests_and_dispatch_starts_send_nothing() {
-        assert_eq!(compose(&CallEvent::CallRequested(request()), &request()), None);
-        assert_eq!(compose(&CallEvent::CallDispatchStarted { started_at: Utc::now() }, &request()), None);
+        let silent = [CallEvent::CallRequested(request()), CallEvent::CallDispatchStarted { started_at: Utc::now() }];
+        for event in silent {
+            assert_eq!(compose(&event, &request()), None);
+            assert!(!tells_the_customer(&event));
+        }
+        let cancelled = CallEvent::CallCancelled { reason: None, cancelled_at: Utc::now() };
+        assert!(tells_the_customer(&cancelled));
     }
 
     #[test]

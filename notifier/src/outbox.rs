@@ -2,16 +2,14 @@
 //! per customer-facing call event, in the same transaction as its checkpoint, so every
 //! event yields its message exactly once.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use domain::{Call, CallEvent, CallRequest};
-use sqlx::Row;
-use store::{checkpoint, on_tx, AnyEvent, Store, StoreError, Tx, Worker};
+use store::{checkpoint, AnyEvent, Store, StoreError, Tx, Worker};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
@@ -47,30 +45,41 @@ impl OutboxWriter {
         let last_position = last.position;
 
         let now = Utc::now();
-        let mut requests: HashMap<Uuid, CallRequest> = HashMap::new();
-        let mut written = 0;
+        let mut calls = Vec::new();
         for logged in events.iter().filter(|logged| logged.aggregate_type == Call::TYPE) {
             let Some(call_id) = logged.aggregate_uuid() else { continue };
             let AnyEvent::Call(event) = logged.decode()? else { continue };
+            calls.push((call_id, logged, event));
+        }
+        let mut requests: HashMap<Uuid, CallRequest> = HashMap::new();
+        for (call_id, _, event) in &calls {
             if let CallEvent::CallRequested(request) = event {
-                requests.insert(call_id, request);
-                continue;
-            }
-            let request = match requests.entry(call_id) {
-                Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(slot) => match call_request(&mut tx, call_id).await? {
-                    Some(request) => slot.insert(request),
-                    None => {
-                        tracing::warn!(%call_id, event = %logged.event_type, "call has no request; nobody to notify");
-                        continue;
-                    }
-                },
-            };
-            let Some(message) = message::compose(&event, request) else { continue };
-            if queries::insert(&mut tx, logged.event_id(), call_id, logged.sequence, &message, now).await? {
-                written += 1;
+                requests.insert(*call_id, request.clone());
             }
         }
+        let earlier: Vec<Uuid> = calls
+            .iter()
+            .filter(|(call_id, _, event)| !requests.contains_key(call_id) && message::tells_the_customer(event))
+            .map(|(call_id, _, _)| *call_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        requests.extend(call_requests(&mut tx, &earlier).await?);
+
+        let mut outgoing = Vec::new();
+        for (call_id, logged, event) in &calls {
+            if !message::tells_the_customer(event) {
+                continue;
+            }
+            let Some(request) = requests.get(call_id) else {
+                tracing::warn!(%call_id, event = %logged.event_type, "call has no request; nobody to notify");
+                continue;
+            };
+            let Some(message) = message::compose(event, request) else { continue };
+            let (id, call_sequence) = (logged.event_id(), logged.sequence);
+            outgoing.push(queries::Outgoing { id, call_id: *call_id, call_sequence, message });
+        }
+        let written = queries::insert_all(&mut tx, &outgoing, now).await?;
         checkpoint::save(&mut tx, NOTIFIER_NAME, last_position).await?;
         tx.commit().await?;
         if written > 0 {
@@ -97,21 +106,45 @@ impl Worker for OutboxWriter {
     }
 }
 
-/// The request that opened call `call_id`: the first event of its stream.
-async fn call_request(tx: &mut Tx, call_id: Uuid) -> Result<Option<CallRequest>, StoreError> {
-    let payload: Option<serde_json::Value> = on_tx!(tx, conn => {
-        sqlx::query(
-            "SELECT payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence LIMIT 1",
-        )
-        .bind(Call::TYPE)
-        .bind(call_id.to_string())
-        .fetch_optional(conn)
-        .await?
-        .map(|row| row.try_get(0))
-        .transpose()?
-    });
-    match payload.map(serde_json::from_value::<CallEvent>).transpose()? {
-        Some(CallEvent::CallRequested(request)) => Ok(Some(request)),
-        _ => Ok(None),
+/// The requests that opened the calls `call_ids` (the first event of each stream), in
+/// one query.
+async fn call_requests(tx: &mut Tx, call_ids: &[Uuid]) -> Result<HashMap<Uuid, CallRequest>, StoreError> {
+    if call_ids.is_empty() {
+        return Ok(HashMap::new());
     }
+    let ids: Vec<String> = call_ids.iter().map(Uuid::to_string).collect();
+    let rows: Vec<(String, serde_json::Value)> = match tx {
+        Tx::Postgres(tx) => {
+            sqlx::query_as(
+                "SELECT DISTINCT ON (aggregate_id) aggregate_id, payload FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = ANY($2) ORDER BY aggregate_id, sequence",
+            )
+            .bind(Call::TYPE)
+            .bind(ids)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        // With one MIN() in a grouped query, SQLite takes the other columns from the row
+        // that holds the minimum: each stream's first event.
+        Tx::Sqlite(tx) => {
+            sqlx::query_as(
+                "SELECT aggregate_id, payload, MIN(sequence) FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id IN (SELECT value FROM json_each($2)) \
+                 GROUP BY aggregate_id",
+            )
+            .bind(Call::TYPE)
+            .bind(serde_json::to_string(&ids)?)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    };
+    let mut requests = HashMap::with_capacity(rows.len());
+    for (id, payload) in rows {
+        if let (Ok(call_id), CallEvent::CallRequested(request)) =
+            (Uuid::parse_str(&id), serde_json::from_value(payload)?)
+        {
+            requests.insert(call_id, request);
+        }
+    }
+    Ok(requests)
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{Tel, Timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use store::{on_db, on_tx, Backend, Store, Tx};
+use store::{on_db, Backend, Store, Tx};
 use uuid::Uuid;
 
 use crate::message::Message;
@@ -196,38 +196,78 @@ pub async fn retry(store: &Store, id: Uuid) -> Result<Notification, NotifierErro
     }
 }
 
-/// Adds `message` as a PENDING row due now, unless a row with `id` exists already (the
-/// event was read before); returns whether it added one.
-pub(crate) async fn insert(
-    tx: &mut Tx,
-    id: Uuid,
-    call_id: Uuid,
-    call_sequence: i64,
-    message: &Message,
-    now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let variables = Value::Object(message.variables.clone()).to_string();
+/// A message for the outbox and the event it comes from.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// The causing event's id.
+    pub id: Uuid,
+    pub call_id: Uuid,
+    pub call_sequence: i64,
+    pub message: Message,
+}
+
+/// Adds each message as a PENDING row due now, unless a row with its id exists already
+/// (the event was read before); returns how many it added, in one statement.
+pub(crate) async fn insert_all(tx: &mut Tx, outgoing: &[Outgoing], now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    if outgoing.is_empty() {
+        return Ok(0);
+    }
     let now = stamp(now);
-    let inserted = on_tx!(tx, conn => {
-        sqlx::query(
+    let variables = |message: &Message| Value::Object(message.variables.clone()).to_string();
+    let inserted = match tx {
+        Tx::Postgres(tx) => sqlx::query(
             "INSERT INTO notifications (id, call_id, call_sequence, kind, recipient, template_code, \
-             template_variables, text, state, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PENDING', 0, $9, $9) ON CONFLICT (id) DO NOTHING",
+                 template_variables, text, state, attempts, next_attempt_at, created_at) \
+                 SELECT id, call_id, call_sequence, kind, recipient, template_code, template_variables, text, \
+                 'PENDING', 0, $9, $9 \
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[]) \
+                 AS outgoing (id, call_id, call_sequence, kind, recipient, template_code, template_variables, text) \
+                 ON CONFLICT (id) DO NOTHING",
         )
-        .bind(id.to_string())
-        .bind(call_id.to_string())
-        .bind(call_sequence)
-        .bind(message.kind.as_str())
-        .bind(message.recipient.as_str())
-        .bind(message.kind.template_code())
-        .bind(variables)
-        .bind(&message.text)
+        .bind(outgoing.iter().map(|row| row.id.to_string()).collect::<Vec<_>>())
+        .bind(outgoing.iter().map(|row| row.call_id.to_string()).collect::<Vec<_>>())
+        .bind(outgoing.iter().map(|row| row.call_sequence).collect::<Vec<_>>())
+        .bind(outgoing.iter().map(|row| row.message.kind.as_str()).collect::<Vec<_>>())
+        .bind(outgoing.iter().map(|row| row.message.recipient.as_str()).collect::<Vec<_>>())
+        .bind(outgoing.iter().map(|row| row.message.kind.template_code()).collect::<Vec<_>>())
+        .bind(outgoing.iter().map(|row| variables(&row.message)).collect::<Vec<_>>())
+        .bind(outgoing.iter().map(|row| row.message.text.as_str()).collect::<Vec<_>>())
         .bind(now)
-        .execute(conn)
+        .execute(&mut **tx)
         .await?
-        .rows_affected()
-    });
-    Ok(inserted > 0)
+        .rows_affected(),
+        Tx::Sqlite(tx) => {
+            let rows: Vec<Value> = outgoing
+                .iter()
+                .map(|row| {
+                    serde_json::json!([
+                        row.id.to_string(),
+                        row.call_id.to_string(),
+                        row.call_sequence,
+                        row.message.kind.as_str(),
+                        row.message.recipient.as_str(),
+                        row.message.kind.template_code(),
+                        variables(&row.message),
+                        row.message.text,
+                    ])
+                })
+                .collect();
+            // `WHERE true` tells SQLite's parser that ON CONFLICT starts the upsert clause.
+            sqlx::query(
+                "INSERT INTO notifications (id, call_id, call_sequence, kind, recipient, template_code, \
+                 template_variables, text, state, attempts, next_attempt_at, created_at) \
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+                 value ->> 7, 'PENDING', 0, $2, $2 FROM json_each($1) WHERE true ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(Value::Array(rows).to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+        }
+    };
+    Ok(inserted)
 }
 
 /// Takes up to `limit` due PENDING rows for the deliverer holding `lease`: they are

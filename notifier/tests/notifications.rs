@@ -272,6 +272,31 @@ on_both_stores! {
         assert_eq!(pending.len(), 4, "{pending:#?}");
     }
 
+    /// One batch with the events of many calls, whose requests an earlier batch read,
+    /// tells each customer of their own call and nobody else's.
+    async fn a_batch_of_many_calls_tells_each_customer_of_their_own(store: Store) {
+        let notifier = Notifier::default();
+        let mut calls = Vec::new();
+        for customer in 1_000..1_150 {
+            calls.push((customer, request_call(&store, customer, DriveType::Auto).await));
+        }
+        write_outbox(&store, &notifier).await;
+        for (_, call_id) in &calls {
+            exec::<Call>(&store, *call_id, CallCommand::Confirm { driver: driver("안채우"), at: now() }).await;
+            exec::<Call>(&store, *call_id, CallCommand::Cancel { reason: None, at: now() }).await;
+        }
+        write_outbox(&store, &notifier).await;
+
+        for (customer, call_id) in &calls {
+            let found = notifications(&store, *call_id).await;
+            let kinds: Vec<NotificationKind> = found.iter().map(|notification| notification.kind).collect();
+            assert_eq!(kinds, [NotificationKind::CallConfirmed, NotificationKind::CallCancelled], "{call_id}");
+            assert!(found.iter().all(|notification| notification.recipient == tel(*customer)), "{found:#?}");
+        }
+        let pending = queries::by_state(&store, NotificationState::Pending, 1_000).await.expect("list pending");
+        assert_eq!(pending.len(), 2 * calls.len());
+    }
+
     /// The log channel needs no network: it delivers at the first attempt.
     async fn the_log_channel_delivers_at_once(store: Store) {
         let notifier = Notifier::default();

@@ -10,9 +10,12 @@ mod labels;
 pub mod openapi;
 mod projector;
 pub mod queries;
+mod replay;
+mod rows;
 mod views;
 
-pub use projector::{replay, Projector, ViewChange, ViewChanges, BATCH_SIZE};
+pub use projector::{Projector, ViewChange, ViewChanges, BATCH_SIZE};
+pub use replay::{replay, replay_all, REPLAY_BATCH_SIZE};
 pub use views::{AssignmentView, CallView, DriverSummary, DriverView, StreamView};
 
 /// Every projection's name, as `replay` accepts it.

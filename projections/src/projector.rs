@@ -1,15 +1,14 @@
 //! Runs a [`StreamView`] as a subscriber of the log: a batch of events, the rows they
 //! change and the checkpoint, all in one transaction.
 
-use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use sqlx::Row;
-use store::{checkpoint, on_tx, LogPosition, Store, StoreError, Tx, Worker};
+use store::{checkpoint, Store, StoreError, Tx, Worker};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
+use crate::rows::Rows;
 use crate::{AssignmentView, CallView, DriverView, StreamView};
 
 /// Events applied per transaction.
@@ -51,6 +50,13 @@ impl ViewChanges {
         let _ = self.0.send(change);
     }
 
+    /// Announces what a transaction changed, after it committed.
+    pub(crate) fn announce_all(&self, changes: Vec<ViewChange>) {
+        for change in changes {
+            self.announce(change);
+        }
+    }
+
     /// Also announces the changes that projectors in other processes commit, for a
     /// process that serves the API without running the projectors itself.
     pub fn follow(&self, store: &Store) {
@@ -82,7 +88,7 @@ impl ViewChange {
 }
 
 /// Queues a notification of each change, delivered by PostgreSQL when `tx` commits.
-async fn notify_other_processes(tx: &mut Tx, changes: &[ViewChange]) -> Result<(), StoreError> {
+pub(crate) async fn notify_other_processes(tx: &mut Tx, changes: &[ViewChange]) -> Result<(), StoreError> {
     if let (Tx::Postgres(tx), false) = (tx, changes.is_empty()) {
         let payloads: Vec<String> = changes.iter().map(ViewChange::payload).collect();
         sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
@@ -114,28 +120,11 @@ impl<V: StreamView> Projector<V> {
         let Some(last) = events.last() else { return Ok(0) };
         let last_position = last.position;
 
-        let mut touched: HashMap<Uuid, Option<V>> = HashMap::new();
-        for logged in events.iter().filter(|logged| logged.aggregate_type == V::AGGREGATE) {
-            let Some(id) = logged.aggregate_uuid() else { continue };
-            let current = match touched.remove(&id) {
-                Some(view) => view,
-                None => load::<V>(&mut tx, id).await?,
-            };
-            touched.insert(id, V::apply(current, &logged.decode()?, logged));
-        }
-        let mut changes = Vec::new();
-        for (id, view) in touched {
-            if let Some(view) = view {
-                save(&mut tx, id, &view).await?;
-                changes.push(ViewChange { view: V::NAME, id, version: view.version() });
-            }
-        }
+        let changes = Rows::<V>::loaded_on_demand().apply(&mut tx, &events, from).await?;
         notify_other_processes(&mut tx, &changes).await?;
         checkpoint::save(&mut tx, V::NAME, last_position).await?;
         tx.commit().await?;
-        for change in changes {
-            self.changes.announce(change);
-        }
+        self.changes.announce_all(changes);
         Ok(events.len())
     }
 
@@ -153,70 +142,5 @@ impl<V: StreamView> Worker for Projector<V> {
 
     async fn run_once(&mut self) -> Result<usize, StoreError> {
         Projector::run_once(self).await
-    }
-}
-
-async fn load<V: StreamView>(tx: &mut Tx, id: Uuid) -> Result<Option<V>, StoreError> {
-    let sql = format!("SELECT doc FROM {} WHERE {} = $1", V::TABLE, V::KEY);
-    let doc: Option<String> = on_tx!(tx, conn => {
-        sqlx::query(&sql).bind(id.to_string()).fetch_optional(conn).await?.map(|row| row.try_get(0)).transpose()?
-    });
-    Ok(doc.map(|doc| serde_json::from_str(&doc)).transpose()?)
-}
-
-async fn save<V: StreamView>(tx: &mut Tx, id: Uuid, view: &V) -> Result<(), StoreError> {
-    let columns: Vec<&str> = [V::KEY, "version", "doc"].into_iter().chain(V::INDEX_COLUMNS.iter().copied()).collect();
-    let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
-    let updates: Vec<String> = columns[1..].iter().map(|column| format!("{column} = excluded.{column}")).collect();
-    let sql = format!(
-        "INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT ({key}) DO UPDATE SET {updates}",
-        table = V::TABLE,
-        columns = columns.join(", "),
-        placeholders = placeholders.join(", "),
-        key = V::KEY,
-        updates = updates.join(", "),
-    );
-    let doc = serde_json::to_string(view)?;
-    on_tx!(tx, conn => {
-        let mut query = sqlx::query(&sql).bind(id.to_string()).bind(view.version()).bind(doc);
-        for value in view.index_columns() {
-            query = query.bind(value);
-        }
-        query.execute(conn).await?;
-    });
-    Ok(())
-}
-
-/// Rebuilds view `V` from the start of the log, reporting `(applied, total)` after each
-/// batch. Safe beside a running projector: both take the same checkpoint lock.
-pub async fn replay<V: StreamView>(
-    store: &Store,
-    changes: &ViewChanges,
-    mut progress: impl FnMut(u64),
-) -> Result<u64, StoreError> {
-    let mut tx = store.begin().await?;
-    checkpoint::lock(&mut tx, V::NAME).await?;
-    let clear = format!("DELETE FROM {}", V::TABLE);
-    on_tx!(&mut tx, conn => {
-        sqlx::query(&clear).execute(conn).await?;
-    });
-    checkpoint::save(&mut tx, V::NAME, LogPosition::START).await?;
-    tx.commit().await?;
-
-    let projector = Projector::<V>::new(store.clone(), changes.clone());
-    // An empty batch may only mean that a transaction elsewhere hides what follows it:
-    // the replay is done when it reached the head the log had when it began.
-    let head = store.head().await?.unwrap_or(LogPosition::START);
-    let mut applied = 0;
-    loop {
-        let read = projector.run_once().await?;
-        if read > 0 {
-            applied += read as u64;
-            progress(applied);
-        } else if checkpoint::read(store, V::NAME).await? >= head {
-            return Ok(applied);
-        } else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 }

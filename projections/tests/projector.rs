@@ -11,8 +11,10 @@ use domain::{
     DriverCommand, DriverStatus, ReleaseReason,
 };
 use drivercenter_projections as projections;
-use projections::{queries, replay, AssignmentView, CallView, DriverView, Projector, StreamView, ViewChanges};
-use store::{checkpoint, Store};
+use projections::{
+    queries, replay, replay_all, AssignmentView, CallView, DriverView, Projector, StreamView, ViewChange, ViewChanges,
+};
+use store::{checkpoint, on_db, on_tx, LogPosition, Store};
 use support::{call_request, caught_up, exec, north_of_mapo, now, online_driver, register_driver, request_call, tel};
 use uuid::Uuid;
 
@@ -49,7 +51,8 @@ async fn project_all(store: &Store) {
     drain_in_task::<AssignmentView>(store.clone()).await;
 }
 
-async fn replay_all(store: &Store) {
+/// Each view replayed on its own.
+async fn replay_each(store: &Store) {
     let changes = ViewChanges::default();
     replay::<CallView>(store, &changes, |_| {}).await.expect("replay calls");
     replay::<DriverView>(store, &changes, |_| {}).await.expect("replay drivers");
@@ -245,7 +248,129 @@ async fn write_bulk(store: &Store, calls: usize) -> Vec<Uuid> {
     ids
 }
 
+/// The views and their checkpoints as they stood, kept in tables of their own so that a
+/// test can put them back and project the same events again.
+struct SavedViews {
+    checkpoints: Vec<(&'static str, LogPosition)>,
+}
+
+const VIEWS: [(&str, &str); 3] = [
+    (CallView::NAME, CallView::TABLE),
+    (DriverView::NAME, DriverView::TABLE),
+    (AssignmentView::NAME, AssignmentView::TABLE),
+];
+
+async fn save_views(store: &Store) -> SavedViews {
+    let mut checkpoints = Vec::new();
+    for (name, table) in VIEWS {
+        let copy = format!("CREATE TABLE saved_{table} AS SELECT * FROM {table}");
+        on_db!(store.db(), pool => {
+            sqlx::query(&copy).execute(pool).await.expect("copy a view");
+        });
+        checkpoints.push((name, checkpoint::read(store, name).await.expect("read a checkpoint")));
+    }
+    SavedViews { checkpoints }
+}
+
+async fn restore_views(store: &Store, saved: &SavedViews) {
+    let mut tx = store.begin().await.expect("begin");
+    for ((name, table), (_, position)) in VIEWS.into_iter().zip(&saved.checkpoints) {
+        checkpoint::lock(&mut tx, name).await.expect("lock a checkpoint");
+        let restore = [format!("DELETE FROM {table}"), format!("INSERT INTO {table} SELECT * FROM saved_{table}")];
+        for sql in restore {
+            on_tx!(&mut tx, conn => {
+                sqlx::query(&sql).execute(&mut *conn).await.expect("restore a view");
+            });
+        }
+        checkpoint::save(&mut tx, name, *position).await.expect("save a checkpoint");
+    }
+    tx.commit().await.expect("commit");
+}
+
+/// Every change announced so far, in order.
+fn announced(changes: &mut tokio::sync::broadcast::Receiver<ViewChange>) -> Vec<ViewChange> {
+    std::iter::from_fn(|| changes.try_recv().ok()).collect()
+}
+
 on_both_stores! {
+    /// Batches that touch hundreds of rows (a projector catching up, which loads them in
+    /// one query) or thousands (a replay from empty tables, holding them in memory) leave
+    /// the same views as projecting one event at a time.
+    async fn batches_touching_many_rows_project_what_single_events_do(store: Store) {
+        let changes = ViewChanges::default();
+        let calls = Projector::<CallView>::new(store.clone(), changes.clone());
+        let drivers = Projector::<DriverView>::new(store.clone(), changes.clone());
+        let assignments = Projector::<AssignmentView>::new(store.clone(), changes.clone());
+
+        // One event at a time: each command is followed by the projector of its view.
+        let mut driver_ids = Vec::new();
+        for n in 0..20 {
+            let driver_id = register_driver(&store, "기사", n % 2 == 0).await;
+            drain(&store, &drivers).await;
+            let online = DriverCommand::GoOnline { location: north_of_mapo(f64::from(n) * 10.0), at: now() };
+            exec::<Driver>(&store, driver_id, online).await;
+            drain(&store, &drivers).await;
+            driver_ids.push(driver_id);
+        }
+        let mut call_ids = Vec::new();
+        for n in 0..1000 {
+            let call_id = request_call(&store, n % 300, DriveType::Auto).await;
+            drain(&store, &calls).await;
+            let request = AssignmentCommand::Request {
+                call_id,
+                drive_type: DriveType::Auto,
+                pickup: north_of_mapo(0.0),
+                candidates: vec![driver_ids[n as usize % driver_ids.len()]],
+                at: now(),
+            };
+            exec::<Assignment>(&store, call_id, request).await;
+            drain(&store, &assignments).await;
+            call_ids.push(call_id);
+        }
+        let requested = save_views(&store).await;
+        for &call_id in &call_ids {
+            exec::<Call>(&store, call_id, CallCommand::Cancel { reason: Some("plans changed".into()), at: now() }).await;
+            drain(&store, &calls).await;
+            let cancel = AssignmentCommand::Cancel { reason: Some("call cancelled".into()), at: now() };
+            exec::<Assignment>(&store, call_id, cancel).await;
+            drain(&store, &assignments).await;
+        }
+        for &driver_id in &driver_ids {
+            let moved = DriverCommand::UpdateLocation { location: north_of_mapo(500.0), at: now() };
+            exec::<Driver>(&store, driver_id, moved).await;
+            drain(&store, &drivers).await;
+        }
+        let one_at_a_time = dump(&store).await;
+        assert_eq!(one_at_a_time.len(), 1000 + 20 + 1000);
+
+        // The cancellations again, a full batch at a time, on rows that exist already.
+        restore_views(&store, &requested).await;
+        let mut heard = changes.subscribe();
+        let from = checkpoint::read(&store, CallView::NAME).await.expect("checkpoint");
+        let batch = store.read_after(from, projections::BATCH_SIZE).await.expect("read the next batch");
+        let touched: std::collections::HashSet<String> =
+            batch.iter().filter(|logged| logged.aggregate_type == CallView::AGGREGATE).map(|logged| logged.aggregate_id.clone()).collect();
+        assert!(touched.len() > 200, "the batch touches many calls: {}", touched.len());
+        assert_eq!(calls.run_once().await.expect("a batch"), projections::BATCH_SIZE);
+        let first_batch = announced(&mut heard);
+        assert_eq!(first_batch.len(), touched.len(), "each row touched is saved and announced once");
+        assert!(first_batch.iter().all(|change| touched.contains(&change.id.to_string())));
+        drain(&store, &calls).await;
+        drain(&store, &drivers).await;
+        drain(&store, &assignments).await;
+        assert_eq!(dump(&store).await, one_at_a_time);
+
+        // The whole log in one replay batch, from empty tables.
+        let total = store.count_events().await.expect("count");
+        assert!(total < projections::REPLAY_BATCH_SIZE as u64);
+        announced(&mut heard);
+        assert_eq!(replay_all(&store, &changes, |_| {}).await.expect("replay"), total);
+        let rebuilt = announced(&mut heard);
+        assert_eq!(rebuilt.len(), one_at_a_time.len(), "one batch saves each row once");
+        assert_eq!(dump(&store).await, one_at_a_time);
+    }
+
+
     /// One batch applies the whole log to each view, with the right statuses, labels and
     /// versions, announces the changed rows, and moves the checkpoint to the last event;
     /// the next batch finds nothing.
@@ -307,7 +432,7 @@ on_both_stores! {
             assert_eq!((view.candidates_tried.len(), view.version), (2, 3), "{call_id}");
         }
         let raced = dump(&store).await;
-        replay_all(&store).await;
+        replay_each(&store).await;
         assert_eq!(dump(&store).await, raced, "a single projector builds the same views");
     }
 
@@ -346,7 +471,7 @@ on_both_stores! {
             tokio::spawn(keep_projecting::<DriverView>(store.clone(), stop.clone())),
             tokio::spawn(keep_projecting::<AssignmentView>(store.clone(), stop)),
         ];
-        replay_all(&store).await;
+        replay_all(&store, &ViewChanges::default(), |_| {}).await.expect("replay every view");
         shutdown.send(true).expect("stop the live projectors");
         for projector in live_projectors {
             projector.await.expect("a live projector");
