@@ -104,6 +104,10 @@ impl Worker for OutboxWriter {
     async fn run_once(&mut self) -> Result<usize, StoreError> {
         OutboxWriter::run_once(self).await
     }
+
+    fn caught_up(&self, read: usize) -> bool {
+        read < BATCH_SIZE
+    }
 }
 
 /// The requests that opened the calls `call_ids` (the first event of each stream), in

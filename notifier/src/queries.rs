@@ -184,9 +184,11 @@ pub async fn retry(store: &Store, id: Uuid) -> Result<Notification, NotifierErro
         "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_at = $2, lease_token = NULL \
          WHERE id = $1 AND state = 'DEAD' RETURNING {COLUMNS}"
     );
+    let turn = store.write_turn().await;
     let row: Option<Row> = on_db!(store.db(), pool => {
         sqlx::query_as(&sql).bind(id.to_string()).bind(stamp(Utc::now())).fetch_optional(pool).await?
     });
+    drop(turn);
     match row {
         Some(row) => row.checked(),
         None => match get(store, id).await? {
@@ -292,6 +294,7 @@ pub(crate) async fn claim(
           ORDER BY next_attempt_at, id LIMIT $4{lock}) \
          RETURNING {COLUMNS}"
     );
+    let turn = store.write_turn().await;
     let mut rows: Vec<Row> = on_db!(store.db(), pool => {
         sqlx::query_as(&sql)
             .bind(lease.to_string())
@@ -301,6 +304,7 @@ pub(crate) async fn claim(
             .fetch_all(pool)
             .await?
     });
+    drop(turn);
     rows.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
     Ok(rows)
 }
@@ -352,6 +356,7 @@ pub(crate) async fn finish(store: &Store, id: &str, lease: Uuid, outcome: Outcom
             None,
         ),
     };
+    let turn = store.write_turn().await;
     let updated = on_db!(store.db(), pool => {
         let mut query = sqlx::query(sql).bind(id).bind(lease.to_string());
         if let Some(value) = &stamp_value {
@@ -362,6 +367,7 @@ pub(crate) async fn finish(store: &Store, id: &str, lease: Uuid, outcome: Outcom
         }
         query.execute(pool).await?.rows_affected()
     });
+    drop(turn);
     Ok(updated > 0)
 }
 

@@ -143,4 +143,8 @@ impl<V: StreamView> Worker for Projector<V> {
     async fn run_once(&mut self) -> Result<usize, StoreError> {
         Projector::run_once(self).await
     }
+
+    fn caught_up(&self, read: usize) -> bool {
+        read < BATCH_SIZE
+    }
 }

@@ -4,13 +4,14 @@
 //! fails is written again one append at a time, so only the stale append is refused and
 //! every other one commits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Postgres, Sqlite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::{Db, StoreError};
 
@@ -67,9 +68,9 @@ pub(crate) struct Appender {
 }
 
 impl Appender {
-    pub(crate) fn start(db: Db) -> Self {
+    pub(crate) fn start(db: Db, sqlite_turn: Arc<Mutex<()>>) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE);
-        tokio::spawn(write_all(db, pending));
+        tokio::spawn(write_all(Writer { db, held: None, sqlite_turn }, pending));
         Self { queue }
     }
 
@@ -81,8 +82,7 @@ impl Appender {
     }
 }
 
-async fn write_all(db: Db, mut pending: mpsc::Receiver<Pending>) {
-    let mut writer = Writer { db, held: None };
+async fn write_all(mut writer: Writer, mut pending: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let received = if writer.held.is_some() {
@@ -137,6 +137,7 @@ fn outcome_of(error: StoreError) -> Result<Appended, StoreError> {
 struct Writer {
     db: Db,
     held: Option<AnyConnection>,
+    sqlite_turn: Arc<Mutex<()>>,
 }
 
 enum AnyConnection {
@@ -155,7 +156,7 @@ impl Writer {
         };
         // A connection that failed goes back to the pool, which tests it; the next write
         // takes another.
-        let (connection, written) = write(connection, appends).await;
+        let (connection, written) = write(connection, appends, &self.sqlite_turn).await;
         if written.is_ok() {
             self.held = Some(connection);
         }
@@ -163,10 +164,17 @@ impl Writer {
     }
 }
 
-async fn write(mut connection: AnyConnection, appends: &[&Append]) -> (AnyConnection, Result<(), StoreError>) {
+async fn write(
+    mut connection: AnyConnection,
+    appends: &[&Append],
+    sqlite_turn: &Mutex<()>,
+) -> (AnyConnection, Result<(), StoreError>) {
     let written = match &mut connection {
         AnyConnection::Postgres(connection) => write_postgres(connection, appends).await,
-        AnyConnection::Sqlite(connection) => write_sqlite(connection, appends).await,
+        AnyConnection::Sqlite(connection) => {
+            let _turn = sqlite_turn.lock().await;
+            write_sqlite(connection, appends).await
+        }
     };
     (connection, written)
 }

@@ -6,8 +6,13 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::sync::Arc;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Postgres, Sqlite, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::StoreError;
 
@@ -32,8 +37,29 @@ pub enum Db {
 /// An open transaction on either backend.
 #[derive(Debug)]
 pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteTx),
     Postgres(Transaction<'static, Postgres>),
+}
+
+/// A SQLite transaction and the process's turn to write (see [`Store::begin`](crate::Store::begin)).
+#[derive(Debug)]
+pub struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl std::ops::Deref for SqliteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 /// Runs `$body` with `$pool` bound to whichever pool `$db` holds; the body is compiled
@@ -139,9 +165,13 @@ impl Db {
         Ok(self.migrator().iter().filter(|migration| !applied.contains(&migration.version)).count())
     }
 
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
+    /// Begins a transaction; on SQLite once `turn` is this caller's.
+    pub(crate) async fn begin(&self, turn: &Arc<Mutex<()>>) -> Result<Tx, StoreError> {
         Ok(match self {
-            Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Self::Sqlite(pool) => {
+                let turn = turn.clone().lock_owned().await;
+                Tx::Sqlite(SqliteTx { tx: pool.begin().await?, _turn: turn })
+            }
             Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
@@ -161,7 +191,7 @@ impl Tx {
 
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(tx) => tx.commit().await?,
+            Self::Sqlite(tx) => tx.tx.commit().await?,
             Self::Postgres(tx) => tx.commit().await?,
         }
         Ok(())

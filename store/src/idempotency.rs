@@ -31,6 +31,7 @@ pub async fn claim(
 ) -> Result<Claim, StoreError> {
     let created_at = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let expired_before = (now - KEY_LIFETIME).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let _turn = store.write_turn().await;
     on_db!(store.db(), pool => {
         // An expired key is replaced in the same statement that would insert a new one.
         let inserted = sqlx::query(

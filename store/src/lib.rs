@@ -69,6 +69,10 @@ pub struct Store {
     appended: Arc<watch::Sender<u64>>,
     appender: Arc<Appender>,
     cache: Arc<AggregateCache>,
+    /// SQLite has one writer at a time. Its own busy wait sleeps up to 100 ms between
+    /// tries, so the process's writers (transactions and the appender) take turns here,
+    /// in order, instead.
+    sqlite_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -87,8 +91,10 @@ impl Store {
     pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let db = Db::connect(url).await?;
         let (appended, _) = watch::channel(0);
+        let sqlite_turn = Arc::new(tokio::sync::Mutex::new(()));
         let store = Self {
-            appender: Arc::new(Appender::start(db.clone())),
+            appender: Arc::new(Appender::start(db.clone(), sqlite_turn.clone())),
+            sqlite_turn,
             cache: Arc::new(AggregateCache::new(options.aggregate_cache)),
             db,
             appended: Arc::new(appended),
@@ -130,8 +136,17 @@ impl Store {
         matches!(self.db.pending_migrations().await, Ok(0))
     }
 
+    /// On SQLite, this process's turn to write, for a statement outside a transaction
+    /// (a transaction from [`Store::begin`] takes it itself); `None` on PostgreSQL.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.db {
+            Db::Sqlite(_) => Some(self.sqlite_turn.clone().lock_owned().await),
+            Db::Postgres(_) => None,
+        }
+    }
+
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        self.db.begin().await
+        self.db.begin(&self.sqlite_turn).await
     }
 
     /// A receiver that changes after every append this process makes or, on PostgreSQL,
