@@ -101,14 +101,14 @@ impl Watch {
     /// `until` passes first.
     pub async fn reached(&self, version: i64, until: Instant) -> Option<i64> {
         loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             let announced = self.announced();
             if announced >= version {
                 return Some(announced);
             }
-            tokio::time::timeout_at(until, notified).await.ok()?;
+            if Instant::now() >= until {
+                return None;
+            }
+            self.changed(announced, until).await;
         }
     }
 }
