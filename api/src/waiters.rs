@@ -96,21 +96,6 @@ impl Watch {
     pub fn announced(&self) -> i64 {
         self.version.load(Ordering::SeqCst)
     }
-
-    /// Waits until version `version` or later is announced; that version, or `None` when
-    /// `until` passes first.
-    pub async fn reached(&self, version: i64, until: Instant) -> Option<i64> {
-        loop {
-            let announced = self.announced();
-            if announced >= version {
-                return Some(announced);
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            self.changed(announced, until).await;
-        }
-    }
 }
 
 impl Drop for Watch {

@@ -26,7 +26,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::candidates::rank_candidates;
-use crate::state::{Dispatch, SagaState};
+use crate::state::{Dispatch, DriverSlot, SagaState};
 
 /// The saga's checkpoint name.
 pub const SAGA_NAME: &str = "dispatch-saga";
@@ -143,10 +143,8 @@ impl DispatchSaga {
                 chains.entry(call_id).or_default().push(Step { cause: logged.event_id(), span, reaction });
             }
         }
-        let chains: Vec<_> = chains
-            .into_iter()
-            .map(|(call_id, steps)| (call_id, state.dispatches.get(&call_id).cloned(), steps))
-            .collect();
+        let chains: Vec<_> =
+            chains.into_iter().map(|(call_id, steps)| (call_id, state.dispatch(call_id).cloned(), steps)).collect();
         let ran =
             all_settled(chains.into_iter().map(|(call_id, dispatch, steps)| self.run_chain(call_id, dispatch, steps)));
         for (call_id, dispatch) in ran.await? {
@@ -387,52 +385,51 @@ impl DispatchSaga {
 
     /// Offers each waiting call, oldest first, the nearest free driver who fits, no
     /// driver to two calls; the offers run together. A call whose driver refused is
-    /// offered the next one, until it is served or no candidate is left.
+    /// offered the next one, until it is served or no candidate is left. The work is
+    /// bounded by the free drivers, however many calls wait.
     async fn match_waiting_calls(&self, state: &mut SagaState) -> Result<(), StoreError> {
-        let mut waiting: Vec<Dispatch> =
-            state.dispatches.values().filter(|dispatch| dispatch.reserved_driver.is_none()).cloned().collect();
         // Drivers who refused a reservation in this step: our picture of them was stale,
         // and their own events, on their way, will correct it.
         let mut refused = HashSet::new();
-        while !waiting.is_empty() {
-            waiting.sort_by_key(|dispatch| (dispatch.requested_at, dispatch.call_id));
+        loop {
+            let free: Vec<&DriverSlot> =
+                state.free_drivers().filter(|driver| !refused.contains(&driver.driver_id)).collect();
             let mut offered = HashSet::new();
             let mut offers = Vec::new();
-            for dispatch in waiting {
+            for dispatch in state.waiting() {
+                if offered.len() == free.len() {
+                    break;
+                }
                 let candidates = rank_candidates(
-                    state.drivers.values(),
+                    free.iter().copied().filter(|driver| !offered.contains(&driver.driver_id)),
                     &dispatch.pickup,
                     dispatch.drive_type,
                     self.config.radius_km * 1000.0,
                 );
-                let chosen = candidates
-                    .into_iter()
-                    .map(|(driver_id, _)| driver_id)
-                    .find(|driver_id| !refused.contains(driver_id) && !offered.contains(driver_id));
-                if let Some(driver_id) = chosen {
+                if let Some(&(driver_id, _)) = candidates.first() {
                     offered.insert(driver_id);
-                    offers.push((dispatch, driver_id, state.assigned(driver_id)));
+                    offers.push((dispatch.clone(), driver_id, state.assigned(driver_id)));
                 }
+            }
+            if offers.is_empty() {
+                return Ok(());
             }
             let answers = all_settled(offers.into_iter().map(|(dispatch, driver_id, assigned)| {
                 let span = tracing::info_span!("saga", correlation_id = %dispatch.call_id);
                 self.offer(dispatch, driver_id, assigned).instrument(span)
             }));
-            waiting = Vec::new();
             for answer in answers.await? {
                 match answer {
                     Offer::Taken { call_id, driver_id, dispatch } => {
                         state.reserve(driver_id, call_id);
                         state.set_dispatch(call_id, dispatch);
                     }
-                    Offer::Refused { driver_id, dispatch } => {
+                    Offer::Refused { driver_id } => {
                         refused.insert(driver_id);
-                        waiting.push(dispatch);
                     }
                 }
             }
         }
-        Ok(())
     }
 
     /// Reserves `driver_id` for the waiting call and confirms them, or records the refusal.
@@ -462,19 +459,15 @@ impl DispatchSaga {
                 self.issue::<Assignment>(call_id, refusal, meta(call_id, cause, "RecordRefusal", driver_id, now))
                     .await?
                     .ok();
-                Ok(Offer::Refused { driver_id, dispatch })
+                Ok(Offer::Refused { driver_id })
             }
         }
     }
 
     /// Fails every waiting call whose deadline has passed.
     async fn fail_overdue_calls(&self, state: &mut SagaState, now: Timestamp) -> Result<(), StoreError> {
-        let overdue: Vec<Uuid> = state
-            .dispatches
-            .values()
-            .filter(|dispatch| dispatch.reserved_driver.is_none() && dispatch.deadline <= now)
-            .map(|dispatch| dispatch.call_id)
-            .collect();
+        let overdue: Vec<Uuid> =
+            state.waiting().filter(|dispatch| dispatch.deadline <= now).map(|dispatch| dispatch.call_id).collect();
         let failed = all_settled(overdue.into_iter().map(|call_id| {
             let span = tracing::info_span!("saga", correlation_id = %call_id);
             self.fail(call_id, now).instrument(span)
@@ -534,7 +527,7 @@ enum Offer {
     /// what remains of the call's dispatch.
     Taken { call_id: Uuid, driver_id: Uuid, dispatch: Option<Dispatch> },
     /// The driver refused; the call still waits.
-    Refused { driver_id: Uuid, dispatch: Dispatch },
+    Refused { driver_id: Uuid },
 }
 
 /// Runs `jobs`, at most [`IN_FLIGHT`] at a time. Every job runs to its end before the

@@ -42,7 +42,9 @@ pub struct Dispatch {
 #[derive(Debug, Default)]
 pub struct SagaState {
     pub drivers: BTreeMap<Uuid, DriverSlot>,
-    pub dispatches: BTreeMap<Uuid, Dispatch>,
+    dispatches: BTreeMap<Uuid, Dispatch>,
+    /// The dispatches still without a driver, oldest request first.
+    waiting: BTreeSet<(Timestamp, Uuid)>,
     changed_drivers: BTreeSet<Uuid>,
     changed_dispatches: BTreeSet<Uuid>,
 }
@@ -61,6 +63,7 @@ impl SagaState {
         }
         for doc in dispatches {
             let dispatch: Dispatch = serde_json::from_str(&doc)?;
+            index(&mut state.waiting, &dispatch);
             state.dispatches.insert(dispatch.call_id, dispatch);
         }
         Ok(state)
@@ -91,10 +94,30 @@ impl SagaState {
             return;
         }
         self.changed_dispatches.insert(call_id);
-        match dispatch {
+        let replaced = match dispatch {
             Some(dispatch) => self.dispatches.insert(call_id, dispatch),
             None => self.dispatches.remove(&call_id),
         };
+        if let Some(replaced) = replaced {
+            self.waiting.remove(&(replaced.requested_at, call_id));
+        }
+        if let Some(dispatch) = self.dispatches.get(&call_id) {
+            index(&mut self.waiting, dispatch);
+        }
+    }
+
+    pub fn dispatch(&self, call_id: Uuid) -> Option<&Dispatch> {
+        self.dispatches.get(&call_id)
+    }
+
+    /// The calls waiting for a driver, oldest request first.
+    pub fn waiting(&self) -> impl Iterator<Item = &Dispatch> {
+        self.waiting.iter().filter_map(|(_, call_id)| self.dispatches.get(call_id))
+    }
+
+    /// The drivers free to take a call.
+    pub fn free_drivers(&self) -> impl Iterator<Item = &DriverSlot> {
+        self.drivers.values().filter(|driver| driver.is_free())
     }
 
     /// Records a reservation the saga made itself, ahead of its event.
@@ -165,6 +188,12 @@ impl SagaState {
         upsert(tx, "saga_drivers", "driver_id", &drivers).await?;
         upsert(tx, "saga_dispatches", "call_id", &dispatches).await?;
         delete(tx, "saga_dispatches", "call_id", &finished).await
+    }
+}
+
+fn index(waiting: &mut BTreeSet<(Timestamp, Uuid)>, dispatch: &Dispatch) {
+    if dispatch.reserved_driver.is_none() {
+        waiting.insert((dispatch.requested_at, dispatch.call_id));
     }
 }
 
@@ -281,5 +310,22 @@ mod tests {
         state.set_dispatch(call_id, None);
         assert_eq!(state.changed_dispatches, BTreeSet::from([call_id]));
         assert!(state.dispatches.is_empty());
+    }
+
+    #[test]
+    fn the_waiting_calls_are_those_without_a_driver_oldest_first() {
+        let (mut state, driver_id) = saved_state();
+        let (older, newer, served) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let at = |seconds| Utc::now() - chrono::Duration::seconds(seconds);
+        for (call_id, requested_at) in [(newer, at(1)), (older, at(3)), (served, at(2))] {
+            state.set_dispatch(call_id, Some(Dispatch { requested_at, ..dispatch(call_id) }));
+        }
+        let reserved = Dispatch { reserved_driver: Some(driver_id), ..state.dispatch(served).cloned().expect("known") };
+        state.set_dispatch(served, Some(reserved));
+        let waiting = |state: &SagaState| state.waiting().map(|dispatch| dispatch.call_id).collect::<Vec<_>>();
+        assert_eq!(waiting(&state), [older, newer]);
+
+        state.set_dispatch(older, None);
+        assert_eq!(waiting(&state), [newer]);
     }
 }

@@ -11,13 +11,12 @@ use axum::response::{IntoResponse, Response};
 use chrono::{SubsecRound, Utc};
 use domain::{Call, CallCommand, CallRequest, CallStatus, DriveType, Location, Tel};
 use futures::Stream;
-use projections::{queries, CallView, StreamView};
+use projections::{queries, CallView};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use store::idempotency::{self, Claim};
 use store::LoggedEvent;
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::extract::{correlate, OptionalJson, PathId, Query, RawBody, RequestContext};
@@ -148,21 +147,19 @@ pub async fn request_call(
     };
     let meta = command_meta(context, call_id, ACTOR);
     let command = CallCommand::Request(request.clone());
-    // Watching before the append, so that the projector's announcement cannot be missed.
-    let watch = state.waiters.watch(CallView::NAME, call_id);
     let committed = if retried {
         state.store.execute::<Call>(call_id, command, &meta).await?
     } else {
         state.store.create::<Call>(call_id, command, &meta).await?
     };
     tracing::info!(%call_id, tel = %request.tel.masked(), drive_type = request.drive_type.as_str(), "call requested");
-    // Read your writes: the answer waits for the view. A call requested just now and
-    // projected at version 1 is exactly what its first event says, so it is not read back.
-    let deadline = Instant::now() + state.config.read_your_write_timeout;
-    let view = match watch.reached(committed.version, deadline).await {
-        Some(1) if committed.appended > 0 => None,
-        _ => queries::get::<CallView>(&state.store, call_id).await?,
-    };
+    // A call requested just now is, at version 1, exactly what its first event says: the
+    // answer does not wait for the projector, so acceptance never runs at the pace of the
+    // views. A read of it that arrives before its view waits for the view (`show`).
+    if committed.appended > 0 && committed.version == 1 {
+        return Ok((call_id, CallView::requested(&request)));
+    }
+    let view = view_at::<CallView>(state, call_id, committed.version).await?;
     Ok((call_id, view.unwrap_or_else(|| CallView::requested(&request))))
 }
 
@@ -271,9 +268,22 @@ pub async fn show(
                 })?;
             view_until::<CallView>(&state, call_id, MAX_MIN_VERSION_WAIT, |view| view.version >= version).await?
         }
-        None => queries::get::<CallView>(&state.store, call_id).await?,
+        None => call_view(&state, call_id).await?,
     };
     view.map(axum::Json).ok_or_else(|| call_not_found(call_id))
+}
+
+/// The call's view; for a call accepted before the projector reached it, the view once
+/// projected. None only when the log holds no such call.
+pub async fn call_view(state: &AppState, call_id: Uuid) -> Result<Option<CallView>, ApiError> {
+    if let Some(view) = queries::get::<CallView>(&state.store, call_id).await? {
+        return Ok(Some(view));
+    }
+    let (_, version) = state.store.load::<Call>(call_id).await?;
+    if version == 0 {
+        return Ok(None);
+    }
+    view_at::<CallView>(state, call_id, version).await
 }
 
 pub fn call_not_found(call_id: Uuid) -> ApiError {
@@ -505,7 +515,7 @@ pub async fn stream(
     State(state): State<AppState>,
     PathId(call_id): PathId,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    if queries::get::<CallView>(&state.store, call_id).await?.is_none() {
+    if call_view(&state, call_id).await?.is_none() {
         return Err(call_not_found(call_id));
     }
     let start = StreamState { state, call_id, sent_version: 0 };

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::calls::{call_not_found, request_call, with_location, NewCall};
+use super::calls::{call_not_found, call_view, request_call, with_location, NewCall};
 use super::extract::{Json, PathId, RequestContext};
 use super::input::{command_meta, parse_fare, parse_tel, LocationInput};
 use super::openapi::{also_at, BodyRejection, StoreFailure};
@@ -145,7 +145,7 @@ pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Items<Driv
     )
 )]
 pub async fn show(State(state): State<AppState>, PathId(call_id): PathId) -> Result<axum::Json<DriverCall>, ApiError> {
-    let view = queries::get::<CallView>(&state.store, call_id).await?.ok_or_else(|| call_not_found(call_id))?;
+    let view = call_view(&state, call_id).await?.ok_or_else(|| call_not_found(call_id))?;
     Ok(axum::Json(DriverCall::from(&view)))
 }
 

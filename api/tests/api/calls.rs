@@ -257,3 +257,39 @@ async fn get_call_with_min_version_waits_until_the_view_reaches_it(app: TestApp)
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_MIN_VERSION");
 }
+
+/// The answer to a new call does not wait for the views; a read of the call that comes
+/// before its view waits for it instead of answering 404, and an unknown id is still 404.
+async fn a_call_accepted_ahead_of_the_views_is_read_once_projected(backend: store::testing::TestBackend) {
+    let Some(mut app) = crate::harness::spawn_api(backend, drivercenter::ServeConfig::default()).await else {
+        return;
+    };
+    let (lat, lng) = MAPO;
+    let reply = app.post_call_reply(&call_at("010-1234-5678", lat, lng), None).await;
+    let accepted = reply.assert_status(StatusCode::ACCEPTED).clone();
+    assert_eq!((accepted["status"].as_str(), accepted["version"].as_i64()), (Some("REQUESTED"), Some(1)));
+    let call_id = uuid_of(&accepted["call_id"]);
+
+    let read = tokio::spawn(reqwest::get(format!("{}/calls/{call_id}", app.address)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.start_workers();
+    let read = read.await.expect("the read ran").expect("an answer");
+    assert_eq!(read.status(), StatusCode::OK);
+    let shown: serde_json::Value = read.json().await.expect("a call view");
+    assert_eq!(shown["call_id"], accepted["call_id"]);
+    app.get(&format!("/calls/{}", uuid::Uuid::now_v7())).await.assert_problem(StatusCode::NOT_FOUND, "CALL_NOT_FOUND");
+}
+
+mod a_call_accepted_ahead_of_the_views_is_read_once_projected {
+    use store::testing::TestBackend;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::a_call_accepted_ahead_of_the_views_is_read_once_projected(TestBackend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::a_call_accepted_ahead_of_the_views_is_read_once_projected(TestBackend::Postgres).await;
+    }
+}

@@ -54,7 +54,8 @@ async fn the_original_demo_commands_on_drivercalls_drivermanages_and_driverassig
     assert_eq!(body["tel"], "01056789012");
     assert!(["호출", "호출중"].contains(&body["status"].as_str().unwrap_or("")), "{body}");
 
-    // Both are listed, in the same shape.
+    // Both are listed, in the same shape, once projected (reading one waits for that).
+    app.get(&format!("/drivercalls/{second_id}")).await.assert_status(StatusCode::OK);
     let listed = items(&app.get("/drivercalls").await);
     let listed_ids: Vec<_> = listed.iter().map(|c| uuid_of(&c["id"])).collect();
     assert!(listed_ids.contains(&first_id) && listed_ids.contains(&second_id), "{listed:?}");
