@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// the longest `Prefer: wait` (30 s).
     #[arg(long, env = "DRIVERCENTER_REQUEST_TIMEOUT_SECS", default_value_t = 40, value_parser = clap::value_parser!(u64).range(31..=3600))]
     pub request_timeout_secs: u64,
+    /// Seconds between the active worker's vacuums of the log and the tables updated in
+    /// place (PostgreSQL); 0 leaves them to autovacuum.
+    #[arg(long, env = "DRIVERCENTER_VACUUM_INTERVAL_SECS", default_value_t = 10)]
+    pub vacuum_interval_secs: u64,
     #[command(flatten)]
     pub notify: NotifyArgs,
 }
@@ -258,6 +262,7 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
             request_timeout: Duration::from_secs(args.request_timeout_secs),
             ..Limits::default()
         },
+        vacuum_interval: (args.vacuum_interval_secs > 0).then(|| Duration::from_secs(args.vacuum_interval_secs)),
     };
     let state = AppState::new(store, config).with_notifier(notifier);
     if args.role == Role::Api {

@@ -71,6 +71,10 @@ pub struct ServeConfig {
     /// How long a command's answer waits for its own change to reach the views.
     pub read_your_write_timeout: Duration,
     pub limits: Limits,
+    /// How often the active worker vacuums the log and the tables updated in place
+    /// (PostgreSQL);
+    /// `None`: never, autovacuum is left to it.
+    pub vacuum_interval: Option<Duration>,
 }
 
 impl Default for ServeConfig {
@@ -79,6 +83,7 @@ impl Default for ServeConfig {
             saga: SagaConfig { dispatch_timeout: Duration::from_secs(60), radius_km: 5.0 },
             read_your_write_timeout: Duration::from_secs(5),
             limits: Limits::default(),
+            vacuum_interval: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -136,7 +141,8 @@ impl AppState {
     }
 }
 
-/// Starts the projections, the dispatch saga and the notifier; they stop at a checkpoint once
+/// Starts the projections, the dispatch saga, the notifier and (PostgreSQL) the vacuum of
+/// the tables; they stop at a checkpoint once
 /// `shutdown` turns true.
 pub fn spawn_workers(state: &AppState, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
     let mut workers = JoinSet::new();
@@ -146,6 +152,9 @@ pub fn spawn_workers(state: &AppState, shutdown: watch::Receiver<bool>) -> JoinS
     workers.spawn(Projector::<AssignmentView>::new(store.clone(), state.changes.clone()).run(shutdown.clone()));
     workers.spawn(state.notifier.outbox_writer(store.clone()).run(shutdown.clone()));
     workers.spawn(state.notifier.deliverer(store.clone()).run(shutdown.clone()));
+    if let Some(interval) = state.config.vacuum_interval.filter(|_| store.backend() == store::Backend::Postgres) {
+        workers.spawn(store::run_vacuum(store.clone(), interval, shutdown.clone()));
+    }
     workers.spawn(DispatchSaga::new(store.clone(), state.config.saga).run(shutdown));
     workers
 }

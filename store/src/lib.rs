@@ -13,6 +13,7 @@ mod executor;
 mod leader;
 mod log;
 mod metadata;
+mod vacuum;
 mod worker;
 
 pub mod checkpoint;
@@ -26,6 +27,7 @@ pub use executor::{CommandError, Committed, Stored};
 pub use leader::Leadership;
 pub use log::{AnyEvent, LogPosition, LoggedEvent};
 pub use metadata::{event_id, CommandMeta};
+pub use vacuum::{run_vacuum, vacuum_tables, VACUUMED};
 pub use worker::{run_worker, Worker};
 
 use std::sync::Arc;

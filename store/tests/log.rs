@@ -320,6 +320,34 @@ on_both_stores! {
         assert_eq!(waiter.await.expect("waiter task"), advanced, "the waiter sees the committed save");
         assert_eq!(checkpoint::read(&store, "never-saved").await.expect("read"), LogPosition::START);
     }
+
+    /// On PostgreSQL the log and every table updated in place are vacuumed, their rows kept;
+    /// SQLite leaves no dead versions and has nothing to do.
+    async fn the_tables_are_vacuumed_on_postgresql(store: Store) {
+        let name = "vacuumed";
+        for prepare in 1..=200 {
+            let mut tx = store.begin().await.expect("begin");
+            checkpoint::lock(&mut tx, name).await.expect("lock");
+            checkpoint::save(&mut tx, name, LogPosition { commit: 1, prepare }).await.expect("save");
+            tx.commit().await.expect("commit");
+        }
+        let vacuumed = store::vacuum_tables(&store).await.expect("vacuum");
+        assert_eq!(checkpoint::read(&store, name).await.expect("read"), LogPosition { commit: 1, prepare: 200 });
+        let Db::Postgres(pool) = store.db() else {
+            assert!(!vacuumed, "nothing to vacuum on SQLite");
+            return;
+        };
+        assert!(vacuumed);
+        for table in store::VACUUMED {
+            let last: Option<chrono::DateTime<chrono::Utc>> =
+                sqlx::query_scalar("SELECT pg_stat_get_last_vacuum_time($1::regclass)")
+                    .bind(table)
+                    .fetch_one(pool)
+                    .await
+                    .expect("the table's vacuum statistics");
+            assert!(last.is_some(), "{table} was vacuumed");
+        }
+    }
 }
 
 /// Later events registering this many drivers commit while one early transaction is open.

@@ -55,6 +55,7 @@ fn limits(max_in_flight: usize, max_dispatch_backlog: u64, request_timeout: Dura
             request_timeout,
             monitor_interval: Duration::from_millis(50),
         },
+        ..ServeConfig::default()
     }
 }
 
