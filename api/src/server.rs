@@ -72,8 +72,7 @@ pub struct ServeConfig {
     pub read_your_write_timeout: Duration,
     pub limits: Limits,
     /// How often the active worker vacuums the log and the tables updated in place
-    /// (PostgreSQL);
-    /// `None`: never, autovacuum is left to it.
+    /// (PostgreSQL); `None`: never, autovacuum is left to it.
     pub vacuum_interval: Option<Duration>,
 }
 
@@ -142,8 +141,7 @@ impl AppState {
 }
 
 /// Starts the projections, the dispatch saga, the notifier and (PostgreSQL) the vacuum of
-/// the tables; they stop at a checkpoint once
-/// `shutdown` turns true.
+/// the tables; they stop at a checkpoint once `shutdown` turns true.
 pub fn spawn_workers(state: &AppState, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
     let mut workers = JoinSet::new();
     let store = &state.store;
