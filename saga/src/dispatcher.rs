@@ -80,12 +80,23 @@ impl DispatchSaga {
         A: store::Stored,
         A::Command: Clone + Send + Sync,
     {
-        match self.store.execute::<A>(id, command, &meta).await {
-            Ok(committed) => Ok(Ok(committed)),
-            Err(CommandError::Rejected(rejection)) => Ok(Err(rejection)),
-            Err(CommandError::Conflict) => Err(StoreError::EventStore("command kept conflicting".into())),
-            Err(CommandError::Store(error)) => Err(error),
-        }
+        answer(self.store.execute::<A>(id, command, &meta).await)
+    }
+
+    /// Like [`DispatchSaga::issue`], deciding first on `known`, the aggregate's state and
+    /// version as the saga read them from the log, rather than reading its stream.
+    async fn issue_from<A>(
+        &self,
+        id: Uuid,
+        (state, version): (A, i64),
+        command: A::Command,
+        meta: CommandMeta,
+    ) -> Result<Result<Committed, A::Error>, StoreError>
+    where
+        A: store::Stored,
+        A::Command: Clone + Send + Sync,
+    {
+        answer(self.store.execute_from::<A>(id, state, version, command, &meta).await)
     }
 
     /// Handles the next batch of events, then (when caught up with the log) matches
@@ -176,12 +187,16 @@ impl DispatchSaga {
                 let dispatch = Dispatch {
                     call_id: id,
                     drive_type: request.drive_type,
-                    pickup: request.pickup,
+                    pickup: request.pickup.clone(),
                     requested_at: request.requested_at,
                     deadline,
                     reserved_driver: None,
                 };
-                (id, Reaction::Request { dispatch, candidates })
+                // The call as its first event left it, so that starting its dispatch
+                // needs no read of a stream that another process wrote.
+                let mut call = Call::default();
+                call.apply(CallEvent::CallRequested(request));
+                (id, Reaction::Request { dispatch, candidates, call: Box::new((call, logged.sequence)) })
             }
             AnyEvent::Call(CallEvent::CallConfirmed { .. } | CallEvent::CallFailed { .. }) => (id, Reaction::Finish),
             AnyEvent::Call(CallEvent::CallCancelled { .. }) => {
@@ -240,8 +255,8 @@ impl DispatchSaga {
         reaction: Reaction,
     ) -> Result<(), StoreError> {
         match reaction {
-            Reaction::Request { dispatch: requested, candidates } => {
-                if self.request(&requested, candidates, cause).await? {
+            Reaction::Request { dispatch: requested, candidates, call } => {
+                if self.request(&requested, candidates, *call, cause).await? {
                     *dispatch = Some(requested);
                 }
             }
@@ -267,9 +282,16 @@ impl DispatchSaga {
         Ok(())
     }
 
-    /// Opens the call's assignment and starts its dispatch; false when the call was
-    /// cancelled before dispatch began, so it needs no driver.
-    async fn request(&self, dispatch: &Dispatch, candidates: Vec<Uuid>, cause: Uuid) -> Result<bool, StoreError> {
+    /// Opens the call's assignment and starts its dispatch from `call`, the call as the
+    /// saga read it; false when the call was cancelled before dispatch began, so it needs
+    /// no driver.
+    async fn request(
+        &self,
+        dispatch: &Dispatch,
+        candidates: Vec<Uuid>,
+        call: (Call, i64),
+        cause: Uuid,
+    ) -> Result<bool, StoreError> {
         let call_id = dispatch.call_id;
         let now = Utc::now();
         let request_assignment = AssignmentCommand::Request {
@@ -279,11 +301,13 @@ impl DispatchSaga {
             candidates,
             at: now,
         };
-        self.issue::<Assignment>(call_id, request_assignment, meta(call_id, cause, "RequestAssignment", call_id, now))
-            .await?
-            .ok();
+        // The assignment's stream starts here; after a crash it may exist already, and
+        // the append that finds it runs the command again on what it holds.
+        let meta_of = |name| meta(call_id, cause, name, call_id, now);
+        let empty = (Assignment::default(), 0);
+        self.issue_from::<Assignment>(call_id, empty, request_assignment, meta_of("RequestAssignment")).await?.ok();
         let start = CallCommand::StartDispatch { at: now };
-        let started = self.issue::<Call>(call_id, start, meta(call_id, cause, "StartDispatch", call_id, now)).await?;
+        let started = self.issue_from::<Call>(call_id, call, start, meta_of("StartDispatch")).await?;
         Ok(started.is_ok())
     }
 
@@ -500,7 +524,7 @@ impl DispatchSaga {
 #[derive(Debug)]
 enum Reaction {
     /// A new call: open its assignment with these candidates and start its dispatch.
-    Request { dispatch: Dispatch, candidates: Vec<Uuid> },
+    Request { dispatch: Dispatch, candidates: Vec<Uuid>, call: Box<(Call, i64)> },
     /// Confirmed or failed: the dispatch is over.
     Finish,
     /// Cancelled or completed: end the dispatch and the assignment, release the holders.
@@ -543,6 +567,19 @@ async fn all_settled<T>(
 enum Closing {
     Cancel,
     Complete,
+}
+
+/// A command's outcome as the saga takes it: a rejection is an answer, the rest an error.
+fn answer<E>(outcome: Result<Committed, CommandError<E>>) -> Result<Result<Committed, E>, StoreError>
+where
+    E: std::error::Error,
+{
+    match outcome {
+        Ok(committed) => Ok(Ok(committed)),
+        Err(CommandError::Rejected(rejection)) => Ok(Err(rejection)),
+        Err(CommandError::Conflict) => Err(StoreError::EventStore("command kept conflicting".into())),
+        Err(CommandError::Store(error)) => Err(error),
+    }
 }
 
 /// Metadata for a command the saga issues because of event `cause`, about `subject` (the

@@ -96,8 +96,27 @@ impl Store {
         A: Stored,
         A::Command: Clone,
     {
-        let empty = Known { state: A::default(), version: 0, latest: false, long_tail: false };
-        self.run::<A>(&id.to_string(), command, meta, Some(empty)).await
+        self.execute_from::<A>(id, A::default(), 0, command, meta).await
+    }
+
+    /// Like [`Store::execute`], deciding first on `state` at `version` (say, folded from
+    /// the log by a subscriber) instead of reading the stream. The state needs no trust:
+    /// an append made from it proves it, and any other outcome is checked against the
+    /// events after `version` before it is answered.
+    pub async fn execute_from<A>(
+        &self,
+        id: Uuid,
+        state: A,
+        version: i64,
+        command: A::Command,
+        meta: &CommandMeta,
+    ) -> Result<Committed, CommandError<A::Error>>
+    where
+        A: Stored,
+        A::Command: Clone,
+    {
+        let known = Known { state, version, latest: false, long_tail: false };
+        self.run::<A>(&id.to_string(), command, meta, Some(known)).await
     }
 
     /// The aggregate's current state and version, as stored.

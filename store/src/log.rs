@@ -194,15 +194,19 @@ impl Tx {
     }
 }
 
+const SQLITE_HEAD: &str = "SELECT 0, position FROM events ORDER BY position DESC LIMIT 1";
+/// Qualified: a bare `transaction_id` in the ORDER BY would name the cast output column,
+/// and sorting by that expression scans the whole log instead of reading its index.
+const POSTGRES_HEAD: &str = "SELECT transaction_id::text::bigint, position FROM events \
+    ORDER BY events.transaction_id DESC, events.position DESC LIMIT 1";
+
 impl Store {
     /// The position of the last committed event, ignoring the visibility horizon: where a
     /// reader stands once everything committed so far is visible to it.
     pub async fn head(&self) -> Result<Option<LogPosition>, StoreError> {
         let sql = match self.backend() {
-            crate::Backend::Sqlite => "SELECT 0, position FROM events ORDER BY position DESC LIMIT 1",
-            crate::Backend::Postgres => {
-                "SELECT transaction_id::text::bigint, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1"
-            }
+            crate::Backend::Sqlite => SQLITE_HEAD,
+            crate::Backend::Postgres => POSTGRES_HEAD,
         };
         let head: Option<(i64, i64)> = crate::on_db!(self.db(), pool => {
             sqlx::query_as(sql).fetch_optional(pool).await?
@@ -216,5 +220,20 @@ impl Store {
             sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await?
         });
         Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
+#[cfg(feature = "testing")]
+impl Store {
+    /// PostgreSQL's plan for [`Store::head`] with sequential scans ruled out, so that the
+    /// plan shows whether the index serves the order.
+    pub async fn head_plan(&self) -> Result<String, StoreError> {
+        let Db::Postgres(pool) = self.db() else {
+            return Err(StoreError::EventStore("query plans are PostgreSQL's".into()));
+        };
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
+        let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {POSTGRES_HEAD}")).fetch_all(&mut *tx).await?;
+        Ok(lines.join("\n"))
     }
 }

@@ -252,6 +252,29 @@ on_both_stores! {
         assert_eq!((state.reserved_for(), version), (Some(winners[0]), 3));
     }
 
+    /// A command decided on a state the caller brings is decided again on the stored
+    /// stream when that state is stale, whichever way the stale state would have gone.
+    async fn a_command_from_a_stale_state_is_decided_on_the_stored_stream(store: Store) {
+        let driver = register_driver(&store, "옛모습", false).await;
+        let offline = store.load::<Driver>(driver).await.expect("load");
+        exec::<Driver>(&store, driver, DriverCommand::GoOnline { location: north_of_mapo(50.0), at: now() }).await;
+        let online = store.load::<Driver>(driver).await.expect("load");
+
+        let first = Uuid::now_v7();
+        let reserve = |call_id| DriverCommand::Reserve { call_id, drive_type: DriveType::Auto, at: now() };
+        let committed = store.execute_from::<Driver>(driver, offline.0, offline.1, reserve(first), &meta(first)).await;
+        assert_eq!(committed.expect("reserved, though the offline state would refuse").version, 3);
+
+        let second = Uuid::now_v7();
+        let refused = store.execute_from::<Driver>(driver, online.0, online.1, reserve(second), &meta(second)).await;
+        assert!(
+            matches!(refused, Err(CommandError::Rejected(DriverError::AlreadyReserved))),
+            "refused, though the online state would reserve: {refused:?}"
+        );
+        let (state, version) = store.load::<Driver>(driver).await.expect("load");
+        assert_eq!((state.reserved_for(), version), (Some(first), 3));
+    }
+
     /// An idempotency key names its first call for 24 hours, tells a repeat from a
     /// different request, and may be claimed afresh once expired.
     async fn an_idempotency_key_names_its_first_call_until_it_expires(store: Store) {
@@ -347,6 +370,27 @@ on_both_stores! {
                     .expect("the table's vacuum statistics");
             assert!(last.is_some(), "{table} was vacuumed");
         }
+    }
+}
+
+/// The head of the log comes from the end of its commit-order index, at the same cost
+/// however long the log is: the plan holds no sort over the table.
+async fn the_head_of_the_log_is_read_from_its_index(store: Store) {
+    let driver_id = register_driver(&store, "머리", false).await;
+    let head = store.head().await.expect("head").expect("one event");
+    assert_eq!(read_log(&store, 10).await.last().map(|event| event.position), Some(head));
+    let plan = store.head_plan().await.expect("the plan of the head query");
+    assert!(plan.contains("Index") && !plan.contains("Sort"), "the head is read off the index ({driver_id}):\n{plan}");
+}
+
+mod the_head_of_the_log_is_read_from_its_index {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        crate::support::run_on(
+            store::testing::TestBackend::Postgres,
+            super::the_head_of_the_log_is_read_from_its_index,
+        )
+        .await;
     }
 }
 
