@@ -83,8 +83,8 @@ impl DispatchSaga {
         answer(self.store.execute::<A>(id, command, &meta).await)
     }
 
-    /// Like [`DispatchSaga::issue`], deciding first on `known`, the aggregate's state and
-    /// version as the saga read them from the log, rather than reading its stream.
+    /// Like [`DispatchSaga::issue`], deciding first on `state` at `version`, the aggregate
+    /// as the saga read it from the log, rather than reading its stream.
     async fn issue_from<A>(
         &self,
         id: Uuid,

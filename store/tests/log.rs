@@ -373,24 +373,15 @@ on_both_stores! {
     }
 }
 
-/// The head of the log comes from the end of its commit-order index, at the same cost
-/// however long the log is: the plan holds no sort over the table.
-async fn the_head_of_the_log_is_read_from_its_index(store: Store) {
-    let driver_id = register_driver(&store, "머리", false).await;
-    let head = store.head().await.expect("head").expect("one event");
-    assert_eq!(read_log(&store, 10).await.last().map(|event| event.position), Some(head));
-    let plan = store.head_plan().await.expect("the plan of the head query");
-    assert!(plan.contains("Index") && !plan.contains("Sort"), "the head is read off the index ({driver_id}):\n{plan}");
-}
-
-mod the_head_of_the_log_is_read_from_its_index {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        crate::support::run_on(
-            store::testing::TestBackend::Postgres,
-            super::the_head_of_the_log_is_read_from_its_index,
-        )
-        .await;
+on_postgres! {
+    /// The head of the log comes from the end of its commit-order index, at the same cost
+    /// however long the log is: the plan holds no sort over the table.
+    async fn the_head_of_the_log_is_read_from_its_index(store: Store) {
+        register_driver(&store, "머리", false).await;
+        let head = store.head().await.expect("head").expect("one event");
+        assert_eq!(read_log(&store, 10).await.last().map(|event| event.position), Some(head));
+        let plan = store.head_plan().await.expect("the plan of the head query");
+        assert!(plan.contains("Index") && !plan.contains("Sort"), "the head is read off the index:\n{plan}");
     }
 }
 
@@ -414,84 +405,75 @@ async fn follow_until(store: Store, total: usize, committing: Arc<AtomicBool>) -
     batches
 }
 
-/// PostgreSQL hands out positions at insert but commits in any order. A reader that
-/// follows its checkpoint while others write must stop before a transaction still in
-/// flight, however many later transactions commit meanwhile, and must then read the held
-/// event and every later one exactly once.
-async fn a_reader_never_passes_a_transaction_that_is_still_open(store: Store) {
-    let Db::Postgres(pool) = store.db().clone() else {
-        panic!("this test is about PostgreSQL");
-    };
-    let mut early = Vec::new();
-    for n in 0..5 {
-        early.push(register_driver(&store, &format!("early-{n}"), false).await);
-    }
-    let committing = Arc::new(AtomicBool::new(false));
-    let reader = tokio::spawn(follow_until(store.clone(), early.len() + 1 + LATER_EVENTS, committing.clone()));
+on_postgres! {
+    /// PostgreSQL hands out positions at insert but commits in any order. A reader that
+    /// follows its checkpoint while others write must stop before a transaction still in
+    /// flight, however many later transactions commit meanwhile, and must then read the held
+    /// event and every later one exactly once.
+    async fn a_reader_never_passes_a_transaction_that_is_still_open(store: Store) {
+        let Db::Postgres(pool) = store.db().clone() else {
+            panic!("this test is about PostgreSQL");
+        };
+        let mut early = Vec::new();
+        for n in 0..5 {
+            early.push(register_driver(&store, &format!("early-{n}"), false).await);
+        }
+        let committing = Arc::new(AtomicBool::new(false));
+        let reader = tokio::spawn(follow_until(store.clone(), early.len() + 1 + LATER_EVENTS, committing.clone()));
 
-    let held_driver = Uuid::now_v7();
-    let registered = DriverEvent::DriverRegistered {
-        driver_id: held_driver,
-        name: "늦은커밋".into(),
-        tel: tel(7),
-        can_drive_manual: false,
-        registered_at: now(),
-    };
-    let mut held = store::Tx::Postgres(pool.begin().await.expect("begin the held transaction"));
-    support::insert_event::<Driver>(&mut held, held_driver, 1, &registered, &meta(held_driver)).await;
-    let later: Vec<Uuid> = (0..LATER_EVENTS).map(|_| Uuid::now_v7()).collect();
-    stream::iter(later.iter().copied())
-        .for_each_concurrent(8, |driver_id| {
-            let store = store.clone();
-            async move {
-                let register = DriverCommand::Register {
-                    driver_id,
-                    name: "나중기사".into(),
-                    tel: tel(8),
-                    can_drive_manual: false,
-                    at: now(),
-                };
-                exec::<Driver>(&store, driver_id, register).await;
-            }
-        })
-        .await;
-    assert_eq!(store.count_events().await.expect("count"), (early.len() + LATER_EVENTS) as u64);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!reader.is_finished(), "the reader must still be waiting for the open transaction");
-    committing.store(true, Ordering::SeqCst);
-    held.commit().await.expect("commit the held transaction");
-    let batches = tokio::time::timeout(Duration::from_secs(15), reader)
-        .await
-        .expect("the reader never read every event: it skipped the held one")
-        .expect("the reader task");
+        let held_driver = Uuid::now_v7();
+        let registered = DriverEvent::DriverRegistered {
+            driver_id: held_driver,
+            name: "늦은커밋".into(),
+            tel: tel(7),
+            can_drive_manual: false,
+            registered_at: now(),
+        };
+        let mut held = store::Tx::Postgres(pool.begin().await.expect("begin the held transaction"));
+        support::insert_event::<Driver>(&mut held, held_driver, 1, &registered, &meta(held_driver)).await;
+        let later: Vec<Uuid> = (0..LATER_EVENTS).map(|_| Uuid::now_v7()).collect();
+        stream::iter(later.iter().copied())
+            .for_each_concurrent(8, |driver_id| {
+                let store = store.clone();
+                async move {
+                    let register = DriverCommand::Register {
+                        driver_id,
+                        name: "나중기사".into(),
+                        tel: tel(8),
+                        can_drive_manual: false,
+                        at: now(),
+                    };
+                    exec::<Driver>(&store, driver_id, register).await;
+                }
+            })
+            .await;
+        assert_eq!(store.count_events().await.expect("count"), (early.len() + LATER_EVENTS) as u64);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!reader.is_finished(), "the reader must still be waiting for the open transaction");
+        committing.store(true, Ordering::SeqCst);
+        held.commit().await.expect("commit the held transaction");
+        let batches = tokio::time::timeout(Duration::from_secs(15), reader)
+            .await
+            .expect("the reader never read every event: it skipped the held one")
+            .expect("the reader task");
 
-    let while_open: Vec<Uuid> = batches
-        .iter()
-        .filter(|(before_commit, _)| *before_commit)
-        .flat_map(|(_, batch)| batch.iter().map(|event| event.aggregate_uuid().expect("a uuid")))
-        .collect();
-    assert!(early.starts_with(&while_open), "while the transaction was open the reader read only what preceded it");
-    let seen: Vec<LoggedEvent> = batches.into_iter().flat_map(|(_, batch)| batch).collect();
-    assert!(follow(&store, "gap-reader", 500).await.is_empty(), "nothing is left to read");
-    assert_strictly_increasing(&seen);
-    let ids: Vec<Uuid> = seen.iter().map(|event| event.aggregate_uuid().expect("a uuid")).collect();
-    assert_eq!(ids[..early.len()], early[..]);
-    assert_eq!(ids[early.len()], held_driver, "the held event comes first once committed");
-    let unique: HashSet<Uuid> = ids.iter().copied().collect();
-    assert_eq!(unique.len(), ids.len(), "every event is read exactly once");
-    assert!(later.iter().all(|driver_id| unique.contains(driver_id)), "every later event is read");
-    assert_eq!(seen[early.len()].metadata.correlation_id, held_driver);
-    let (driver, version) = store.load::<Driver>(held_driver).await.expect("load");
-    assert_eq!((driver.profile().map(|profile| profile.name.as_str()), version), (Some("늦은커밋"), 1));
-}
-
-mod a_reader_never_passes_a_transaction_that_is_still_open {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        crate::support::run_on(
-            store::testing::TestBackend::Postgres,
-            super::a_reader_never_passes_a_transaction_that_is_still_open,
-        )
-        .await;
+        let while_open: Vec<Uuid> = batches
+            .iter()
+            .filter(|(before_commit, _)| *before_commit)
+            .flat_map(|(_, batch)| batch.iter().map(|event| event.aggregate_uuid().expect("a uuid")))
+            .collect();
+        assert!(early.starts_with(&while_open), "while the transaction was open the reader read only what preceded it");
+        let seen: Vec<LoggedEvent> = batches.into_iter().flat_map(|(_, batch)| batch).collect();
+        assert!(follow(&store, "gap-reader", 500).await.is_empty(), "nothing is left to read");
+        assert_strictly_increasing(&seen);
+        let ids: Vec<Uuid> = seen.iter().map(|event| event.aggregate_uuid().expect("a uuid")).collect();
+        assert_eq!(ids[..early.len()], early[..]);
+        assert_eq!(ids[early.len()], held_driver, "the held event comes first once committed");
+        let unique: HashSet<Uuid> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len(), "every event is read exactly once");
+        assert!(later.iter().all(|driver_id| unique.contains(driver_id)), "every later event is read");
+        assert_eq!(seen[early.len()].metadata.correlation_id, held_driver);
+        let (driver, version) = store.load::<Driver>(held_driver).await.expect("load");
+        assert_eq!((driver.profile().map(|profile| profile.name.as_str()), version), (Some("늦은커밋"), 1));
     }
 }

@@ -53,6 +53,22 @@ macro_rules! on_both_stores {
     )+};
 }
 
+/// Like [`on_both_stores!`], for a test of what only PostgreSQL has (its query plans, its
+/// snapshot visibility): keeps the function and adds `mod something_holds { postgres }`.
+macro_rules! on_postgres {
+    ($($(#[$attr:meta])* async fn $name:ident($store:ident: Store) $body:block)+) => {$(
+        $(#[$attr])*
+        async fn $name($store: store::Store) $body
+
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                crate::support::run_on(store::testing::TestBackend::Postgres, super::$name).await;
+            }
+        }
+    )+};
+}
+
 /// Runs `test` on a fresh, migrated database of `backend` within [`TEST_TIMEOUT`], then
 /// removes the database (a failed test leaves it behind for inspection).
 pub async fn run_on<F, Fut>(backend: TestBackend, test: F)
