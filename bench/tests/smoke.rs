@@ -16,8 +16,10 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_runs_dispatch_calls_and_report_them() {
     let store = fresh_store(TestBackend::Sqlite).await.expect("SQLite is always available");
+    // The second run spreads its 10 drivers over 10 of Seoul's 25 districts, so a radius
+    // covering the whole city gives every one of its calls a candidate.
     let config = ServeConfig {
-        saga: saga::SagaConfig { dispatch_timeout: Duration::from_secs(5), radius_km: 5.0 },
+        saga: saga::SagaConfig { dispatch_timeout: Duration::from_secs(5), radius_km: 50.0 },
         ..ServeConfig::default()
     };
     let state = AppState::new(store, config);
